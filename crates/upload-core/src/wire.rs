@@ -1,0 +1,392 @@
+//! The JSON bodies of the HTTP contract (`docs/api.md`), as serde types.
+//!
+//! Timestamps are RFC 3339 strings in UTC (`2026-11-22T12:00:00Z`), so this
+//! crate needs no date library. Maps are `BTreeMap`s so that output is stable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, UploadConstraints};
+
+/// Most `meta` entries one upload may carry.
+pub const MAX_META_ENTRIES: usize = 32;
+/// Longest `meta` key, in bytes.
+pub const MAX_META_KEY_LEN: usize = 64;
+/// Longest `meta` value, in bytes.
+pub const MAX_META_VALUE_LEN: usize = 1024;
+/// Most part numbers one `POST /uploads/{id}/parts` may ask for.
+pub const MAX_PARTS_PER_SIGN_REQUEST: usize = 100;
+
+/// `GET /config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// What may be uploaded.
+    pub constraints: UploadConstraints,
+    /// Files of at least this many bytes go multipart.
+    pub multipart_threshold: u64,
+    /// Preferred part size for multipart uploads.
+    pub part_size: u64,
+}
+
+/// `POST /uploads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUpload {
+    /// The file's name as the user has it; sanitised by the server.
+    pub name: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// MIME type as the browser reports it; `""` for unknown.
+    #[serde(rename = "type", default)]
+    pub content_type: String,
+    /// Base64 SHA-256 of the whole file, when the client computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Application data stored with the file.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// How the browser sends the bytes; chosen by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "uploader")]
+pub enum UploadPlan {
+    /// One multipart/form-data POST: every field, then the file as `file`.
+    S3 {
+        /// Always `POST`.
+        method: String,
+        /// Where to post the form.
+        url: String,
+        /// Form fields, sent before the file.
+        fields: BTreeMap<String, String>,
+    },
+    /// Part PUTs signed by `POST /uploads/{id}/parts`.
+    S3Multipart {
+        /// The store's multipart upload id.
+        upload_id: String,
+        /// Size of every part but the last.
+        part_size: u64,
+        /// Number of parts.
+        part_count: u32,
+    },
+    /// Consecutive `Content-Range` PUTs to one session URL.
+    Chunked {
+        /// The session URL.
+        url: String,
+        /// Bytes per chunk.
+        chunk_size: u64,
+        /// Headers to send with every chunk.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl UploadPlan {
+    /// The plan's name as in `uploader`.
+    pub fn uploader(&self) -> &'static str {
+        match self {
+            UploadPlan::S3 { .. } => "S3",
+            UploadPlan::S3Multipart { .. } => "S3Multipart",
+            UploadPlan::Chunked { .. } => "Chunked",
+        }
+    }
+}
+
+/// 201 answer to `POST /uploads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUpload {
+    /// Upload id; the file id once completed.
+    pub id: String,
+    /// Object key in the store.
+    pub key: String,
+    /// When the signing window closes.
+    pub expires_at: String,
+    /// How to send the bytes.
+    pub upload: UploadPlan,
+    /// Where to POST once the bytes are stored.
+    pub complete_url: String,
+}
+
+/// `POST /uploads/{id}/parts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignParts {
+    /// 1-based part numbers, at most 100.
+    pub part_numbers: Vec<u32>,
+    /// Base64 SHA-256 per part number, signed into that part's URL.
+    #[serde(default)]
+    pub sha256: BTreeMap<u32, String>,
+}
+
+/// One signed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedPart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Always `PUT`.
+    pub method: String,
+    /// Presigned URL.
+    pub url: String,
+    /// Headers that were signed and must be sent as they are.
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working.
+    pub expires_at: String,
+}
+
+/// Answer to `POST /uploads/{id}/parts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedParts {
+    /// One per part number asked for, in the same order.
+    pub parts: Vec<SignedPart>,
+}
+
+/// Lifecycle of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Signed; bytes may be on their way.
+    Pending,
+    /// Verified and recorded as a file.
+    Completed,
+    /// Storage held something other than what was declared.
+    Failed,
+    /// Cancelled by its owner.
+    Aborted,
+    /// Abandoned past its window and cleaned up.
+    Expired,
+}
+
+impl UploadState {
+    /// The state as stored and sent.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Pending => "pending",
+            UploadState::Completed => "completed",
+            UploadState::Failed => "failed",
+            UploadState::Aborted => "aborted",
+            UploadState::Expired => "expired",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<UploadState> {
+        [UploadState::Pending, UploadState::Completed, UploadState::Failed, UploadState::Aborted, UploadState::Expired]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// A part the store already holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The store's ETag for the part.
+    pub etag: String,
+    /// Bytes stored.
+    pub size: u64,
+}
+
+/// `GET /uploads/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// Upload id.
+    pub id: String,
+    /// Where it is in its lifecycle.
+    pub state: UploadState,
+    /// Sanitised name.
+    pub name: String,
+    /// Declared size.
+    pub size: u64,
+    /// Declared (normalised) content type.
+    #[serde(rename = "type")]
+    pub content_type: String,
+    /// Object key.
+    pub key: String,
+    /// When the signing window closes.
+    pub expires_at: String,
+    /// How to send the bytes (freshly signed while pending).
+    pub upload: UploadPlan,
+    /// Parts already stored (multipart only).
+    pub parts: Vec<StoredPart>,
+}
+
+/// A part as given to `/complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedPart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// ETag the store answered the part PUT with.
+    pub etag: String,
+}
+
+/// `POST /uploads/{id}/complete`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteUpload {
+    /// The parts, for `S3Multipart`; absent for the other plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<CompletedPart>>,
+}
+
+/// A stored file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// File id (the id of the upload that made it).
+    pub id: String,
+    /// Sanitised name.
+    pub name: String,
+    /// Size in bytes, as verified in storage.
+    pub size: u64,
+    /// Content type, as verified in storage.
+    #[serde(rename = "type")]
+    pub content_type: String,
+    /// Object key.
+    pub key: String,
+    /// Base64 SHA-256 of the whole file, when known.
+    pub sha256: Option<String>,
+    /// Application data given at creation.
+    pub meta: BTreeMap<String, String>,
+    /// When it was completed.
+    pub created_at: String,
+    /// Owner id.
+    pub owner: String,
+}
+
+/// 200 answer to `/complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completed {
+    /// The recorded file.
+    pub file: FileRecord,
+}
+
+/// `GET /files/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDownload {
+    /// The file.
+    #[serde(flatten)]
+    pub file: FileRecord,
+    /// Presigned GET answering with `Content-Disposition: attachment`.
+    pub download_url: String,
+    /// When the URL stops working.
+    pub download_expires_at: String,
+}
+
+/// `GET /files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    /// Newest first.
+    pub files: Vec<FileRecord>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Every non-2xx body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error inside [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// For people: names the limit and the value.
+    pub message: String,
+}
+
+/// Checks `meta` against the entry, key and value limits; the message names the limit.
+pub fn check_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > MAX_META_ENTRIES {
+        return Err(format!("meta has {} entries, over the limit of {MAX_META_ENTRIES}", meta.len()));
+    }
+    for (k, v) in meta {
+        if k.is_empty() || k.len() > MAX_META_KEY_LEN {
+            return Err(format!("meta key `{k}` must be 1 to {MAX_META_KEY_LEN} bytes"));
+        }
+        if v.len() > MAX_META_VALUE_LEN {
+            return Err(format!("meta value of `{k}` is {} bytes, over the limit of {MAX_META_VALUE_LEN}", v.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `s` is the standard base64 of a 32-byte digest (44 characters, one `=`).
+pub fn is_base64_sha256(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        // The last data character carries 2 padding bits that must be zero.
+        && b"AEIMQUYcgkosw048".contains(&b[42])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_upload_reads_the_contract_example() {
+        let req: CreateUpload = serde_json::from_str(
+            r#"{"name": "cat.png", "size": 123456, "type": "image/png", "meta": {"any": "strings"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.content_type, "image/png");
+        assert_eq!(req.meta["any"], "strings");
+        let bare: CreateUpload = serde_json::from_str(r#"{"name": "a", "size": 1}"#).unwrap();
+        assert_eq!(bare.content_type, "");
+        assert!(serde_json::from_str::<CreateUpload>(r#"{"name": "a"}"#).is_err());
+        assert!(serde_json::from_str::<CreateUpload>(r#"{"name": "a", "size": -1}"#).is_err());
+    }
+
+    #[test]
+    fn plans_are_tagged_by_uploader() {
+        let plan = UploadPlan::S3Multipart { upload_id: "u".into(), part_size: 5, part_count: 2 };
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["uploader"], "S3Multipart");
+        assert_eq!(serde_json::from_value::<UploadPlan>(json).unwrap(), plan);
+    }
+
+    #[test]
+    fn sign_parts_takes_string_part_numbers_as_keys() {
+        let req: SignParts = serde_json::from_str(r#"{"part_numbers": [1, 2], "sha256": {"1": "x"}}"#).unwrap();
+        assert_eq!(req.sha256[&1], "x");
+    }
+
+    #[test]
+    fn file_download_is_flat() {
+        let file = FileRecord {
+            id: "1".into(),
+            name: "a".into(),
+            size: 1,
+            content_type: "text/plain".into(),
+            key: "k".into(),
+            sha256: None,
+            meta: BTreeMap::new(),
+            created_at: "t".into(),
+            owner: "o".into(),
+        };
+        let json =
+            serde_json::to_value(FileDownload { file, download_url: "u".into(), download_expires_at: "e".into() })
+                .unwrap();
+        assert_eq!(json["type"], "text/plain");
+        assert_eq!(json["download_url"], "u");
+        assert!(json["sha256"].is_null());
+    }
+
+    #[test]
+    fn sha256_base64_shape() {
+        assert!(is_base64_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
+        assert!(!is_base64_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFV="));
+        assert!(!is_base64_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuF="));
+        assert!(!is_base64_sha256(""));
+    }
+
+    #[test]
+    fn meta_limits() {
+        let mut meta = BTreeMap::new();
+        meta.insert("album".to_string(), "7".to_string());
+        assert!(check_meta(&meta).is_ok());
+        meta.insert("x".repeat(65), String::new());
+        assert!(check_meta(&meta).unwrap_err().contains("64"));
+    }
+}
