@@ -55,7 +55,9 @@ impl AcceptPattern {
         if let Some(ext) = entry.strip_prefix('.') {
             let valid =
                 !ext.is_empty() && ext.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
-            return valid.then(|| AcceptPattern::Extension(ext.to_lowercase()));
+            // ASCII case-insensitive, as HTML's `accept` attribute compares
+            // extensions (and it keeps Unicode case tables out of the wasm client).
+            return valid.then(|| AcceptPattern::Extension(ext.to_ascii_lowercase()));
         }
         let (ty, sub) = entry.split_once('/')?;
         if !is_token(ty) {
@@ -75,7 +77,7 @@ impl AcceptPattern {
         let essence = mime_essence(content_type);
         match self {
             AcceptPattern::Any => true,
-            AcceptPattern::Extension(ext) => extension(name).is_some_and(|e| e.to_lowercase() == *ext),
+            AcceptPattern::Extension(ext) => extension(name).is_some_and(|e| e.eq_ignore_ascii_case(ext)),
             AcceptPattern::TypeWildcard(ty) => essence.split_once('/').is_some_and(|(t, _)| t.eq_ignore_ascii_case(ty)),
             AcceptPattern::Exact(exact) => essence.eq_ignore_ascii_case(exact),
         }
@@ -266,6 +268,8 @@ mod tests {
             (&["*/*"], "a", "x/y", true),
             (&[".tar.gz"], "a.tar.gz", "", false),
             (&["text/plain"], "ÄÖ.txt", "text/plain", true),
+            (&[".tXt"], "ÄÖ.TXT", "", true),
+            (&[".äö"], "a.äö", "", true),
         ];
         for (list, name, ty, want) in cases {
             let c = accept(list);

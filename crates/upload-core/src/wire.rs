@@ -296,10 +296,20 @@ pub struct ErrorDetail {
 
 /// Checks `meta` against the entry, key and value limits; the message names the limit.
 pub fn check_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
-    if meta.len() > MAX_META_ENTRIES {
-        return Err(format!("meta has {} entries, over the limit of {MAX_META_ENTRIES}", meta.len()));
+    check_meta_entries(meta.len(), meta.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// [`check_meta`] over `count` entries given as pairs, for callers that hold
+/// no map (the wasm client reads them off a JS object; a `BTreeMap` would
+/// grow its binary by several KB).
+pub fn check_meta_entries<'a>(
+    count: usize,
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
+    if count > MAX_META_ENTRIES {
+        return Err(format!("meta has {count} entries, over the limit of {MAX_META_ENTRIES}"));
     }
-    for (k, v) in meta {
+    for (k, v) in entries {
         if k.is_empty() || k.len() > MAX_META_KEY_LEN {
             return Err(format!("meta key `{k}` must be 1 to {MAX_META_KEY_LEN} bytes"));
         }
