@@ -1,1 +1,390 @@
-//! Browser tests (filled in below).
+//! Browser tests of the whole client against `test_mock.js`, a scripted
+//! upload API and object store standing in for `fetch` and XMLHttpRequest.
+//! Run with `wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver crates/upload-wasm`.
+
+use js_sys::{Array, Function, Object, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+use web_sys::Blob;
+
+use crate::js::{get, get_f64, get_str, set};
+use crate::{Upload, Uploader, Uploaders};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(module = "/src/test_mock.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = installMock)]
+    fn install_mock(options: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = makeFile)]
+    fn make_file(size: u32, name: &str, content_type: &str) -> Blob;
+    #[wasm_bindgen(js_name = makeEntry)]
+    fn make_entry(file: &Blob, meta: &JsValue) -> JsValue;
+    fn until(pred: &Function, ms: u32) -> Promise;
+    fn sleep(ms: u32) -> Promise;
+}
+
+thread_local! {
+    static SERIAL: std::rc::Rc<crate::sched::Semaphore> = crate::sched::Semaphore::new(1);
+}
+
+/// The mock replaces globals, and wasm-bindgen-test may interleave async
+/// tests: each test holds this for its whole run.
+async fn serial() -> crate::sched::Permit {
+    SERIAL.with(|s| s.clone()).acquire().await
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        set(&o, k, v);
+    }
+    o.into()
+}
+
+fn num(v: f64) -> JsValue {
+    JsValue::from(v)
+}
+
+fn uploader(concurrency: u32) -> Uploader {
+    let options = obj(&[
+        ("endpoint", "http://api.test/api/v1/".into()),
+        ("token", "secret".into()),
+        ("concurrency", num(f64::from(concurrency))),
+        ("retryDelay", num(5.0)),
+    ]);
+    Uploader::new(options).unwrap_or_else(|_| panic!("options are valid"))
+}
+
+fn start(uploader: &Uploader, mock: &JsValue, file: &Blob) -> Upload {
+    let on_progress = get(mock, "onProgress");
+    uploader.upload(file.clone(), obj(&[("onProgress", on_progress), ("meta", obj(&[("album", "7".into())]))]))
+}
+
+async fn done(upload: &Upload) -> Result<JsValue, JsValue> {
+    JsFuture::from(upload.done()).await
+}
+
+fn code(err: &JsValue) -> String {
+    get_str(err, "code").unwrap_or_default()
+}
+
+fn call(mock: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let f: Function = get(mock, method).unchecked_into();
+    f.apply(mock, &args.iter().collect::<Array>()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn count(mock: &JsValue, method: &str, pattern: &str) -> u32 {
+    let re = js_sys::RegExp::new(pattern, "");
+    Array::from(&call(mock, "apiRequests", &[method.into(), re.into()])).length()
+}
+
+/// The mock's own fault list (`Array::from` would copy it).
+fn faults(mock: &JsValue) -> Array {
+    get(mock, "faults").unchecked_into()
+}
+
+fn store_requests(mock: &JsValue) -> Array {
+    Array::from(&call(mock, "storeRequests", &[]))
+}
+
+/// The events' `loaded` never decreases, the last one is `done` with
+/// loaded == total, only the last one is `done`, and they are >= 50 ms apart.
+fn assert_progress_well_formed(mock: &JsValue, total: f64) {
+    let events = Array::from(&get(mock, "events"));
+    assert!(events.length() > 0, "no progress events");
+    let mut prev_loaded = -1.0;
+    let mut prev_at = f64::NEG_INFINITY;
+    for (i, e) in events.iter().enumerate() {
+        let loaded = get_f64(&e, "loaded").unwrap();
+        let at = get_f64(&e, "at").unwrap();
+        assert!(loaded >= prev_loaded, "progress went back: {prev_loaded} -> {loaded}");
+        // performance.now vs Date.now rounding: allow 2 ms.
+        assert!(at - prev_at >= 48.0, "events {} ms apart", at - prev_at);
+        let last = i as u32 == events.length() - 1;
+        assert_eq!(get_str(&e, "state").as_deref() == Some("done"), last, "event {i} state");
+        assert_eq!(get_f64(&e, "total"), Some(total));
+        prev_loaded = loaded;
+        prev_at = at;
+    }
+    assert_eq!(prev_loaded, total);
+    let complete_at = get_f64(mock, "completeAnsweredAt").unwrap();
+    assert!(complete_at > 0.0 && prev_at >= complete_at, "final event before /complete answered");
+}
+
+#[wasm_bindgen_test]
+async fn small_file_goes_as_one_form_post() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3".into())]));
+    let file = make_file(1000, "cat.png", "image/png");
+    let up = uploader(4);
+    let upload = start(&up, &mock, &file);
+    let record = done(&upload).await.expect("upload succeeds");
+    assert_eq!(get_f64(&record, "size"), Some(1000.0));
+    assert_eq!(get_str(&get(&record, "meta"), "album").as_deref(), Some("7"));
+    assert_eq!(upload.state(), "done");
+    assert_eq!(count(&mock, "GET", "^/config$"), 1);
+    assert_eq!(count(&mock, "POST", "^/uploads$"), 1);
+    assert_eq!(count(&mock, "POST", "/complete$"), 1);
+    let stores = store_requests(&mock);
+    assert_eq!(stores.length(), 1);
+    assert_eq!(get_str(&stores.get(0), "method").as_deref(), Some("POST"));
+    // The token goes to the API, never to the store.
+    let api_log = Array::from(&get(&mock, "log"));
+    assert_eq!(get_str(&api_log.get(0), "auth").as_deref(), Some("Bearer secret"));
+    assert!(get(&get(&stores.get(0), "headers"), "authorization").is_undefined());
+    assert_progress_well_formed(&mock, 1000.0);
+
+    // A second file reuses the configuration.
+    let second = start(&up, &mock, &make_file(10, "b.png", "image/png"));
+    done(&second).await.expect("second upload succeeds");
+    assert_eq!(count(&mock, "GET", "^/config$"), 1);
+}
+
+#[wasm_bindgen_test]
+async fn refused_files_fail_before_any_request_of_their_own() {
+    let _serial = serial().await;
+    let config = obj(&[(
+        "constraints",
+        obj(&[
+            ("max_file_size", num(500.0)),
+            ("max_files", num(10.0)),
+            ("accept", Array::of1(&"image/*".into()).into()),
+        ]),
+    )]);
+    let mock = install_mock(&obj(&[("config", config)]));
+    let up = uploader(4);
+    let too_big = start(&up, &mock, &make_file(501, "big.png", "image/png"));
+    let err = done(&too_big).await.expect_err("too large");
+    assert_eq!(code(&err), "file_too_large");
+    assert!(get_str(&err, "message").unwrap().contains("500"), "message names the limit");
+    let wrong_type = start(&up, &mock, &make_file(10, "notes.txt", "text/plain"));
+    assert_eq!(code(&done(&wrong_type).await.expect_err("refused type")), "type_not_accepted");
+    let empty = start(&up, &mock, &make_file(0, "empty.png", "image/png"));
+    assert_eq!(code(&done(&empty).await.expect_err("empty")), "invalid_request");
+    // Only the configuration was asked for, once; nothing was created or sent.
+    assert_eq!(Array::from(&get(&mock, "log")).length(), 1);
+    assert_eq!(count(&mock, "GET", "^/config$"), 1);
+
+    // Bad meta is refused before even the configuration is needed.
+    let mock = install_mock(&JsValue::UNDEFINED);
+    let bad_meta = uploader(4).upload(make_file(10, "a.png", "image/png"), obj(&[("meta", obj(&[("n", num(1.0))]))]));
+    assert_eq!(code(&done(&bad_meta).await.expect_err("meta must be strings")), "invalid_request");
+    assert_eq!(Array::from(&get(&mock, "log")).length(), 0);
+}
+
+#[wasm_bindgen_test]
+async fn api_errors_carry_the_contract_code_and_status() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("createStatus", Array::of2(&num(409.0), &"too_many_files".into()).into())]));
+    let upload = start(&uploader(4), &mock, &make_file(10, "a.bin", ""));
+    let err = done(&upload).await.expect_err("server refuses");
+    assert_eq!(code(&err), "too_many_files");
+    assert_eq!(get_f64(&err, "status"), Some(409.0));
+    assert!(err.is_instance_of::<js_sys::Error>());
+    assert_eq!(upload.state(), "failed");
+}
+
+#[wasm_bindgen_test]
+async fn multipart_keeps_concurrency_parts_in_flight_and_retries() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[
+        ("plan", "S3Multipart".into()),
+        ("partSize", num(100.0)),
+        ("expireParts", Array::of1(&num(5.0)).into()),
+    ]));
+    // Part 2 answers 503 twice, part 7 drops the connection once.
+    let faults = faults(&mock);
+    faults.push(&obj(&[("part", num(2.0)), ("status", num(503.0)), ("times", num(2.0))]));
+    faults.push(&obj(&[("part", num(7.0)), ("status", "network".into()), ("times", num(1.0))]));
+    let upload = start(&uploader(3), &mock, &make_file(1050, "video.mp4", "video/mp4"));
+    let record = done(&upload).await.expect("multipart upload succeeds despite faults");
+    assert_eq!(get_f64(&record, "size"), Some(1050.0));
+    assert_eq!(get_f64(&mock, "maxInflight"), Some(3.0));
+    let puts = |n: f64| call(&mock, "putsOf", &[num(n)]).as_f64().unwrap();
+    assert_eq!(puts(2.0), 3.0, "part 2: two 503s then success");
+    assert_eq!(puts(7.0), 2.0, "part 7: one dropped connection then success");
+    assert_eq!(puts(5.0), 2.0, "part 5: refused URL, signed again");
+    assert_eq!(get_f64(&get(&mock, "sign"), "5"), Some(2.0));
+    assert_eq!(get_f64(&get(&mock, "sign"), "1"), Some(1.0));
+    // 11 parts asked for in batches of 2 x concurrency, not one by one.
+    let sign_calls = count(&mock, "POST", "/parts$");
+    assert!((2..=4).contains(&sign_calls), "{sign_calls} signing calls");
+    assert_progress_well_formed(&mock, 1050.0);
+}
+
+#[wasm_bindgen_test]
+async fn a_part_failing_every_try_fails_the_upload_and_deletes_it() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    faults(&mock).push(&obj(&[("part", num(1.0)), ("status", num(503.0)), ("times", num(99.0))]));
+    let upload = start(&uploader(2), &mock, &make_file(300, "a.bin", ""));
+    let err = done(&upload).await.expect_err("gives up");
+    assert_eq!(code(&err), "storage_unavailable");
+    let puts = call(&mock, "putsOf", &[num(1.0)]).as_f64().unwrap();
+    assert_eq!(puts, 5.0, "five tries in all");
+    assert_eq!(count(&mock, "DELETE", "^/uploads/u1$"), 1);
+    assert_eq!(get_f64(&mock, "inflight"), Some(0.0), "nothing left in flight");
+
+    // A store that cannot be reached: `network`, and no DELETE (the upload
+    // may be resumed by id once the connection is back).
+    let mock = install_mock(&obj(&[("plan", "S3".into())]));
+    let fault =
+        obj(&[("part", num(0.0)), ("method", "POST".into()), ("status", "network".into()), ("times", num(99.0))]);
+    faults(&mock).push(&fault);
+    let upload = start(&uploader(2), &mock, &make_file(300, "a.bin", ""));
+    assert_eq!(code(&done(&upload).await.expect_err("no connection")), "network");
+    assert_eq!(store_requests(&mock).length(), 5);
+    assert_eq!(count(&mock, "DELETE", "."), 0);
+}
+
+#[wasm_bindgen_test]
+async fn chunked_follows_308_and_range() {
+    let _serial = serial().await;
+    let mock =
+        install_mock(&obj(&[("plan", "Chunked".into()), ("chunkSize", num(256.0)), ("chunkShortBy", num(56.0))]));
+    let upload = start(&uploader(4), &mock, &make_file(1000, "a.bin", "application/octet-stream"));
+    let record = done(&upload).await.expect("chunked upload succeeds");
+    assert_eq!(get_f64(&record, "size"), Some(1000.0));
+    let ranges: Vec<String> = store_requests(&mock)
+        .iter()
+        .map(|r| get_str(&get(&r, "headers"), "content-range").unwrap_or_default())
+        .collect();
+    // The store kept 200 of the first 256 bytes; the next chunk starts at 200.
+    assert_eq!(
+        ranges,
+        ["bytes 0-255/1000", "bytes 200-455/1000", "bytes 456-711/1000", "bytes 712-967/1000", "bytes 968-999/1000"]
+    );
+    let session_header = get_str(&get(&store_requests(&mock).get(0), "headers"), "x-session");
+    assert_eq!(session_header.as_deref(), Some("u1"));
+    assert_progress_well_formed(&mock, 1000.0);
+}
+
+#[wasm_bindgen_test]
+async fn pause_stops_requests_and_resume_skips_stored_parts() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into()), ("stepMs", num(5.0))]));
+    let upload = start(&uploader(2), &mock, &make_file(1000, "a.bin", ""));
+    let m = mock.clone();
+    let stored = move || Array::from(&call(&m, "storedPartNumbers", &["u1".into()])).length();
+    let s = stored.clone();
+    JsFuture::from(until(&Closure::<dyn Fn() -> bool>::new(move || s() >= 3).into_js_value().unchecked_into(), 5000))
+        .await
+        .unwrap();
+    upload.pause();
+    assert_eq!(upload.state(), "paused");
+    assert_eq!(get_f64(&mock, "inflight"), Some(0.0), "pause aborts requests in flight");
+    let stored_at_pause = stored();
+    let sent_at_pause = store_requests(&mock).length();
+    JsFuture::from(sleep(60)).await.unwrap();
+    assert_eq!(store_requests(&mock).length(), sent_at_pause, "nothing is sent while paused");
+    let shown = upload.loaded();
+    upload.resume();
+    done(&upload).await.expect("resumed upload succeeds");
+    assert_eq!(count(&mock, "GET", "^/uploads/u1$"), 1, "resume asks what is stored");
+    for n in 1..=10 {
+        let puts = call(&mock, "putsOf", &[num(f64::from(n))]).as_f64().unwrap();
+        assert!(puts >= 1.0, "part {n} sent");
+    }
+    // Stored parts are not sent again: at most the 2 aborted ones are repeated.
+    let total_puts = store_requests(&mock).length();
+    assert!(total_puts <= 10 + 2, "{total_puts} PUTs for 10 parts");
+    assert!(stored_at_pause >= 3);
+    assert!(upload.loaded() >= shown);
+    assert_progress_well_formed(&mock, 1000.0);
+}
+
+#[wasm_bindgen_test]
+async fn cancel_aborts_and_deletes() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into()), ("stepMs", num(5.0))]));
+    let upload = start(&uploader(2), &mock, &make_file(1000, "a.bin", ""));
+    let m = mock.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || store_requests(&m).length() >= 3).into_js_value().unchecked_into(),
+        5000,
+    ))
+    .await
+    .unwrap();
+    JsFuture::from(upload.cancel()).await.unwrap();
+    assert_eq!(count(&mock, "DELETE", "^/uploads/u1$"), 1, "cancel tells the server");
+    assert_eq!(get_f64(&mock, "inflight"), Some(0.0));
+    assert_eq!(code(&done(&upload).await.expect_err("cancelled")), "aborted");
+    assert_eq!(upload.state(), "cancelled");
+    let sent = store_requests(&mock).length();
+    JsFuture::from(sleep(40)).await.unwrap();
+    assert_eq!(store_requests(&mock).length(), sent, "nothing is sent after cancel");
+    assert_eq!(count(&mock, "POST", "/complete$"), 0);
+}
+
+#[wasm_bindgen_test]
+async fn several_files_share_one_concurrency_limit() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    let up = uploader(2);
+    let uploads: Vec<Upload> = (0..3).map(|i| start(&up, &mock, &make_file(450 + i, "f.bin", ""))).collect();
+    for (i, u) in uploads.iter().enumerate() {
+        let record = done(u).await.expect("all files succeed");
+        assert_eq!(get_f64(&record, "size"), Some(450.0 + i as f64));
+    }
+    assert_eq!(get_f64(&mock, "maxInflight"), Some(2.0));
+    assert_eq!(count(&mock, "GET", "^/config$"), 1);
+}
+
+#[wasm_bindgen_test]
+async fn liveview_s3_uploader_reports_to_the_entry() {
+    let _serial = serial().await;
+    // Create an upload through the API first so the mock's store knows the key.
+    let mock = install_mock(&obj(&[("plan", "S3".into())]));
+    let up = uploader(1);
+    let first = start(&up, &mock, &make_file(5, "seed.bin", ""));
+    done(&first).await.unwrap();
+    let meta = obj(&[
+        ("uploader", "S3".into()),
+        ("url", "http://store.test/bucket".into()),
+        ("fields", obj(&[("key", "k/u1/seed.bin".into())])),
+    ]);
+    let entry = make_entry(&make_file(400, "photo.jpg", "image/jpeg"), &meta);
+    Uploaders::s3(Array::of1(&entry), JsValue::UNDEFINED);
+    let e = entry.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || {
+            Array::from(&get(&e, "progresses")).includes(&num(100.0), 0) || Array::from(&get(&e, "errors")).length() > 0
+        })
+        .into_js_value()
+        .unchecked_into(),
+        5000,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(Array::from(&get(&entry, "errors")).length(), 0);
+    let progresses: Vec<f64> = Array::from(&get(&entry, "progresses")).iter().filter_map(|p| p.as_f64()).collect();
+    assert!(progresses.windows(2).all(|w| w[0] <= w[1]), "{progresses:?}");
+    assert_eq!(progresses.iter().filter(|p| **p >= 100.0).count(), 1, "{progresses:?}");
+
+    // A store that refuses: the entry gets an error, not progress 100.
+    let bad = make_entry(
+        &make_file(10, "x.jpg", "image/jpeg"),
+        &obj(&[("uploader", "S3".into()), ("url", "http://store.test/nowhere".into())]),
+    );
+    Uploaders::s3(Array::of1(&bad), JsValue::UNDEFINED);
+    let b = bad.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || Array::from(&get(&b, "errors")).length() > 0)
+            .into_js_value()
+            .unchecked_into(),
+        5000,
+    ))
+    .await
+    .unwrap();
+    assert!(!Array::from(&get(&bad, "progresses")).includes(&num(100.0), 0));
+}
+
+#[wasm_bindgen_test]
+async fn uploader_needs_an_endpoint() {
+    let _serial = serial().await;
+    let err = Uploader::new(obj(&[])).err().expect("no endpoint");
+    assert_eq!(code(&err), "invalid_request");
+    assert_eq!(crate::sched::Semaphore::new(2).available(), 2);
+}
