@@ -1,0 +1,113 @@
+//! The HTTP contract v1 (`docs/api.md`): routing, extractors, and the small handlers.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+use upload_core::ErrorCode;
+use upload_core::wire::ClientConfig;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+mod files;
+mod uploads;
+
+/// Largest API request body. The biggest legitimate one, a `/complete` with
+/// 10,000 parts, is about 800 KB.
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
+
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/config", get(client_config))
+        .route("/uploads", post(uploads::create))
+        .route("/uploads/{id}", get(uploads::status).delete(uploads::abort))
+        .route("/uploads/{id}/parts", post(uploads::sign_parts))
+        .route("/uploads/{id}/complete", post(uploads::complete))
+        .route("/files", get(files::list))
+        .route("/files/{id}", get(files::get).delete(files::delete))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(cors(&state.config().cors_origins));
+
+    let mut app = Router::new().nest("/api/v1", api).route("/healthz", get(healthz));
+    if let Some(dir) = &state.config().static_dir {
+        app = app.fallback_service(ServeDir::new(dir));
+    }
+    app.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
+    let config = state.config();
+    Json(ClientConfig {
+        constraints: config.constraints.clone(),
+        multipart_threshold: config.multipart_threshold,
+        part_size: config.part_size,
+    })
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.db().ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => ApiError::internal(format_args!("health check: {e}")).into_response(),
+    }
+}
+
+/// `Json` whose rejections come back in the contract's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("the request body is over the limit of {MAX_REQUEST_BODY} bytes"),
+        );
+    }
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::invalid("expected `Content-Type: application/json`"),
+        other => ApiError::invalid(other.body_text()),
+    }
+}
+
+/// Ids are ULIDs; anything else cannot exist, so it is simply not found.
+fn check_id(id: &str, what: &str) -> ApiResult<()> {
+    if id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(what))
+    }
+}

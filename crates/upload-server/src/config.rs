@@ -1,0 +1,394 @@
+//! Server configuration: a builder filled from the environment or by hand,
+//! validated once in [`ConfigBuilder::build`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use upload_core::{MAX_PART_SIZE, MIN_PART_SIZE, UploadConstraints};
+
+use crate::storage::s3::S3Settings;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    /// The variable (or setting) at fault.
+    pub variable: &'static str,
+    /// Why, naming the accepted range.
+    pub reason: String,
+}
+
+fn config_error(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { variable, reason: reason.into() }
+}
+
+/// Where objects live.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// An S3 bucket (AWS or any S3-compatible store).
+    S3(S3Settings),
+    /// Local disk under the data directory (the embedded default).
+    Local,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Base URL browsers reach this server at.
+    pub public_url: String,
+    /// Directory for the SQLite database and local objects.
+    pub data_dir: PathBuf,
+    /// Metadata store URL (`sqlite://...`).
+    pub database_url: String,
+    /// Object storage.
+    pub storage: StorageConfig,
+    /// HS256 secret for bearer tokens; `None` is development identity.
+    pub jwt_secret: Option<String>,
+    /// What may be uploaded.
+    pub constraints: UploadConstraints,
+    /// How long a signed URL or form lives.
+    pub url_ttl: Duration,
+    /// Files of at least this size go multipart.
+    pub multipart_threshold: u64,
+    /// Preferred part size.
+    pub part_size: u64,
+    /// How long a multipart upload may stay pending (part URLs are signed on request).
+    pub multipart_window: Duration,
+    /// Origins allowed to call the API (and, through `bucket setup`, the bucket).
+    pub cors_origins: Vec<String>,
+    /// API requests per second per owner (burst twice that); 0 turns limiting off.
+    pub rate_limit: u32,
+    /// Directory served at `/` (the upload page); `None` serves no page.
+    pub static_dir: Option<PathBuf>,
+    /// Days after which `bucket setup`'s lifecycle rule aborts incomplete multipart uploads.
+    pub abort_incomplete_days: i32,
+}
+
+impl Config {
+    /// A builder with every default.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+}
+
+/// Builds a [`Config`]. Every setting is optional.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ConfigBuilder {
+    listen: Option<String>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_force_path_style: Option<bool>,
+    jwt_secret: Option<String>,
+    max_file_size: Option<u64>,
+    max_files: Option<u32>,
+    accept: Option<Vec<String>>,
+    url_ttl: Option<u64>,
+    multipart_threshold: Option<u64>,
+    part_size: Option<u64>,
+    multipart_window: Option<u64>,
+    cors_origins: Option<Vec<String>>,
+    rate_limit: Option<u32>,
+    static_dir: Option<PathBuf>,
+    abort_incomplete_days: Option<i32>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    env(name).map(|v| v.trim().parse().map_err(|e| config_error(name, format!("`{v}`: {e}")))).transpose()
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl ConfigBuilder {
+    /// Reads every variable below; unset or empty variables keep their default.
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `UPLOAD_LISTEN` | address to bind | `127.0.0.1:8080` |
+    /// | `UPLOAD_PUBLIC_URL` | base URL browsers reach this server at | `http://UPLOAD_LISTEN` |
+    /// | `UPLOAD_DATA_DIR` | SQLite database and local objects | `./data` |
+    /// | `UPLOAD_DATABASE_URL` | metadata store (`sqlite://...`) | `UPLOAD_DATA_DIR/uploads.db` |
+    /// | `UPLOAD_S3_BUCKET` | use this S3 bucket instead of local disk | unset |
+    /// | `UPLOAD_S3_ENDPOINT` | S3-compatible endpoint | AWS |
+    /// | `UPLOAD_S3_REGION` | region | `us-east-1` |
+    /// | `UPLOAD_S3_FORCE_PATH_STYLE` | path-style addressing | `false` |
+    /// | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | credentials (the AWS chain) | |
+    /// | `UPLOAD_JWT_SECRET` | HS256 secret; unset means development identity | unset |
+    /// | `UPLOAD_MAX_FILE_SIZE` | bytes | `104857600` |
+    /// | `UPLOAD_MAX_FILES` | pending uploads per owner | `10` |
+    /// | `UPLOAD_ACCEPT` | comma-separated accept list | empty (all) |
+    /// | `UPLOAD_URL_TTL` | seconds a signed URL lives | `3600` |
+    /// | `UPLOAD_MULTIPART_THRESHOLD` | bytes from which uploads are multipart | `67108864` |
+    /// | `UPLOAD_PART_SIZE` | bytes | `8388608` |
+    /// | `UPLOAD_MULTIPART_WINDOW` | seconds a multipart upload may stay pending | `86400` |
+    /// | `UPLOAD_CORS_ORIGINS` | comma-separated origins allowed to call the API | same origin only |
+    /// | `UPLOAD_RATE_LIMIT` | API requests per second per owner, 0 = off | `50` |
+    /// | `UPLOAD_STATIC_DIR` | directory served at `/` | `www` if it exists |
+    /// | `UPLOAD_ABORT_INCOMPLETE_DAYS` | lifecycle rule of `bucket setup` | `2` |
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(ConfigBuilder {
+            listen: env("UPLOAD_LISTEN"),
+            public_url: env("UPLOAD_PUBLIC_URL"),
+            data_dir: env("UPLOAD_DATA_DIR").map(PathBuf::from),
+            database_url: env("UPLOAD_DATABASE_URL"),
+            s3_bucket: env("UPLOAD_S3_BUCKET"),
+            s3_endpoint: env("UPLOAD_S3_ENDPOINT"),
+            s3_region: env("UPLOAD_S3_REGION").or_else(|| env("AWS_REGION")),
+            s3_force_path_style: env_parse("UPLOAD_S3_FORCE_PATH_STYLE")?,
+            jwt_secret: env("UPLOAD_JWT_SECRET"),
+            max_file_size: env_parse("UPLOAD_MAX_FILE_SIZE")?,
+            max_files: env_parse("UPLOAD_MAX_FILES")?,
+            accept: env("UPLOAD_ACCEPT").map(|v| list(&v)),
+            url_ttl: env_parse("UPLOAD_URL_TTL")?,
+            multipart_threshold: env_parse("UPLOAD_MULTIPART_THRESHOLD")?,
+            part_size: env_parse("UPLOAD_PART_SIZE")?,
+            multipart_window: env_parse("UPLOAD_MULTIPART_WINDOW")?,
+            cors_origins: env("UPLOAD_CORS_ORIGINS").map(|v| list(&v)),
+            rate_limit: env_parse("UPLOAD_RATE_LIMIT")?,
+            static_dir: env("UPLOAD_STATIC_DIR").map(PathBuf::from),
+            abort_incomplete_days: env_parse("UPLOAD_ABORT_INCOMPLETE_DAYS")?,
+        })
+    }
+
+    /// Address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+    /// Base URL browsers reach this server at.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+    /// Directory for the database and local objects.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+    /// Metadata store URL.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+    /// Use this S3 bucket.
+    pub fn s3_bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.s3_bucket = Some(bucket.into());
+        self
+    }
+    /// S3-compatible endpoint URL.
+    pub fn s3_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.s3_endpoint = Some(endpoint.into());
+        self
+    }
+    /// Region.
+    pub fn s3_region(mut self, region: impl Into<String>) -> Self {
+        self.s3_region = Some(region.into());
+        self
+    }
+    /// Path-style addressing.
+    pub fn s3_force_path_style(mut self, on: bool) -> Self {
+        self.s3_force_path_style = Some(on);
+        self
+    }
+    /// HS256 secret for bearer tokens.
+    pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
+        self.jwt_secret = Some(secret.into());
+        self
+    }
+    /// Largest file, in bytes.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = Some(bytes);
+        self
+    }
+    /// Pending uploads per owner.
+    pub fn max_files(mut self, n: u32) -> Self {
+        self.max_files = Some(n);
+        self
+    }
+    /// Accept list.
+    pub fn accept(mut self, accept: Vec<String>) -> Self {
+        self.accept = Some(accept);
+        self
+    }
+    /// Seconds a signed URL lives.
+    pub fn url_ttl_secs(mut self, secs: u64) -> Self {
+        self.url_ttl = Some(secs);
+        self
+    }
+    /// Bytes from which uploads are multipart.
+    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
+        self.multipart_threshold = Some(bytes);
+        self
+    }
+    /// Preferred part size.
+    pub fn part_size(mut self, bytes: u64) -> Self {
+        self.part_size = Some(bytes);
+        self
+    }
+    /// Seconds a multipart upload may stay pending.
+    pub fn multipart_window_secs(mut self, secs: u64) -> Self {
+        self.multipart_window = Some(secs);
+        self
+    }
+    /// Origins allowed to call the API.
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = Some(origins);
+        self
+    }
+    /// Requests per second per owner; 0 is off.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = Some(per_second);
+        self
+    }
+    /// Directory served at `/`.
+    pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.static_dir = Some(dir.into());
+        self
+    }
+
+    /// Validates and fills in defaults.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|e| config_error("UPLOAD_LISTEN", format!("`{listen_text}` is not host:port ({e})")))?;
+        let public_url = self.public_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned();
+        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(config_error(
+                "UPLOAD_PUBLIC_URL",
+                format!("`{public_url}` must start with http:// or https://"),
+            ));
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url =
+            self.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("uploads.db").display()));
+        if !database_url.starts_with("sqlite:") {
+            return Err(config_error("UPLOAD_DATABASE_URL", "only sqlite:// URLs are supported"));
+        }
+        let storage = match self.s3_bucket {
+            Some(bucket) => StorageConfig::S3(S3Settings {
+                bucket,
+                endpoint: self.s3_endpoint,
+                region: self.s3_region.unwrap_or_else(|| "us-east-1".to_owned()),
+                force_path_style: self.s3_force_path_style.unwrap_or(false),
+            }),
+            None => StorageConfig::Local,
+        };
+        let defaults = UploadConstraints::default();
+        let constraints = UploadConstraints {
+            max_file_size: self.max_file_size.unwrap_or(defaults.max_file_size),
+            max_files: self.max_files.unwrap_or(defaults.max_files),
+            accept: self.accept.unwrap_or_default(),
+        };
+        if constraints.max_file_size == 0 || constraints.max_file_size > upload_core::MAX_OBJECT_SIZE {
+            return Err(config_error("UPLOAD_MAX_FILE_SIZE", "must be 1 byte to 5 TiB"));
+        }
+        if constraints.max_files == 0 {
+            return Err(config_error("UPLOAD_MAX_FILES", "must be at least 1"));
+        }
+        constraints.validate().map_err(|e| config_error("UPLOAD_ACCEPT", e.to_string()))?;
+        let url_ttl = self.url_ttl.unwrap_or(3600);
+        // SigV4 presigned URLs cannot live longer than 7 days.
+        if !(1..=604_800).contains(&url_ttl) {
+            return Err(config_error("UPLOAD_URL_TTL", format!("{url_ttl} is outside 1..=604800 seconds")));
+        }
+        let part_size = self.part_size.unwrap_or(8 * 1024 * 1024);
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(config_error(
+                "UPLOAD_PART_SIZE",
+                format!("{part_size} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE} bytes"),
+            ));
+        }
+        let multipart_threshold = self.multipart_threshold.unwrap_or(64 * 1024 * 1024);
+        if multipart_threshold == 0 {
+            return Err(config_error("UPLOAD_MULTIPART_THRESHOLD", "must be at least 1 byte"));
+        }
+        let multipart_window = self.multipart_window.unwrap_or(86_400).max(url_ttl);
+        let cors_origins = self.cors_origins.unwrap_or_default();
+        for origin in &cors_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(config_error(
+                    "UPLOAD_CORS_ORIGINS",
+                    format!("`{origin}` is not an origin like https://app.example"),
+                ));
+            }
+        }
+        let static_dir = self.static_dir.or_else(|| {
+            let default = PathBuf::from("www");
+            default.join("index.html").is_file().then_some(default)
+        });
+        let abort_incomplete_days = self.abort_incomplete_days.unwrap_or(2);
+        if abort_incomplete_days < 1 {
+            return Err(config_error("UPLOAD_ABORT_INCOMPLETE_DAYS", "must be at least 1"));
+        }
+        Ok(Config {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            storage,
+            jwt_secret: self.jwt_secret,
+            constraints,
+            url_ttl: Duration::from_secs(url_ttl),
+            multipart_threshold,
+            part_size,
+            multipart_window: Duration::from_secs(multipart_window),
+            cors_origins,
+            rate_limit: self.rate_limit.unwrap_or(50),
+            static_dir,
+            abort_incomplete_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::builder().build().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.constraints.max_file_size, 104_857_600);
+        assert_eq!(config.constraints.max_files, 10);
+        assert!(config.constraints.accept.is_empty());
+        assert_eq!(config.url_ttl, Duration::from_secs(3600));
+        assert_eq!(config.multipart_threshold, 67_108_864);
+        assert_eq!(config.part_size, 8_388_608);
+        assert!(matches!(config.storage, StorageConfig::Local));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            (Config::builder().listen("nope"), "UPLOAD_LISTEN"),
+            (Config::builder().part_size(1024), "UPLOAD_PART_SIZE"),
+            (Config::builder().url_ttl_secs(0), "UPLOAD_URL_TTL"),
+            (Config::builder().url_ttl_secs(604_801), "UPLOAD_URL_TTL"),
+            (Config::builder().accept(vec!["image".into()]), "UPLOAD_ACCEPT"),
+            (Config::builder().max_files(0), "UPLOAD_MAX_FILES"),
+            (Config::builder().cors_origins(vec!["app.example".into()]), "UPLOAD_CORS_ORIGINS"),
+            (Config::builder().database_url("mysql://x"), "UPLOAD_DATABASE_URL"),
+        ];
+        for (builder, variable) in cases {
+            assert_eq!(builder.build().unwrap_err().variable, variable);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Metadata in SQLite: uploads with their state machine, and files.
+//!
+//! Every query that reads or changes one row names the owner too, so a
+//! handler cannot reach another owner's row by id. State changes are
+//! compare-and-set (`WHERE state = 'pending'`), so two requests racing on one
+//! upload (or two server instances) never both win.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use upload_core::wire::{FileRecord, UploadState};
+
+use crate::time_util::rfc3339;
+
+/// A handle on the metadata store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+/// An upload as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UploadRow {
+    /// Upload id (ULID).
+    pub id: String,
+    /// Owner id.
+    pub owner: String,
+    /// Object key.
+    pub object_key: String,
+    /// Sanitised name.
+    pub name: String,
+    /// Declared size.
+    pub size: i64,
+    /// Declared, normalised content type.
+    pub content_type: String,
+    /// Declared base64 SHA-256.
+    pub sha256: Option<String>,
+    /// JSON object of strings.
+    pub meta: String,
+    /// `S3`, `S3Multipart` or `Chunked`.
+    pub uploader: String,
+    /// The store's multipart upload id.
+    pub multipart_upload_id: Option<String>,
+    /// Part size, for multipart.
+    pub part_size: Option<i64>,
+    /// Part count, for multipart.
+    pub part_count: Option<i64>,
+    /// Lifecycle state.
+    pub state: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+impl UploadRow {
+    /// The state, parsed.
+    pub fn state(&self) -> UploadState {
+        // The CHECK constraint of the table admits only known states.
+        UploadState::parse(&self.state).unwrap_or(UploadState::Failed)
+    }
+
+    /// The meta map, parsed.
+    pub fn meta(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.meta).unwrap_or_default()
+    }
+}
+
+/// A file as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRow {
+    /// File id.
+    pub id: String,
+    /// Owner id.
+    pub owner: String,
+    /// Object key.
+    pub object_key: String,
+    /// Sanitised name.
+    pub name: String,
+    /// Verified size.
+    pub size: i64,
+    /// Verified content type.
+    pub content_type: String,
+    /// Base64 SHA-256.
+    pub sha256: Option<String>,
+    /// JSON object of strings.
+    pub meta: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl FileRow {
+    /// The wire form.
+    pub fn into_record(self) -> FileRecord {
+        FileRecord {
+            meta: serde_json::from_str(&self.meta).unwrap_or_default(),
+            created_at: rfc3339(self.created_at),
+            id: self.id,
+            name: self.name,
+            size: self.size as u64,
+            content_type: self.content_type,
+            key: self.object_key,
+            sha256: self.sha256,
+            owner: self.owner,
+        }
+    }
+}
+
+const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+    multipart_upload_id, part_size, part_count, state, created_at, expires_at";
+const FILE_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, created_at";
+
+impl Db {
+    /// Opens (creating if missing) and migrates the database. WAL mode, so
+    /// readers never wait for the writer.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    /// Uploads of this owner still pending and inside their window.
+    pub async fn count_pending(&self, owner: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?")
+                .bind(owner)
+                .bind(now_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count as u64)
+    }
+
+    /// Inserts a pending upload unless the owner already has `max_pending`
+    /// pending ones; the count and the insert are one statement, so
+    /// concurrent requests cannot overshoot. Returns whether it was inserted.
+    pub async fn insert_upload(&self, row: &UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+             multipart_upload_id, part_size, part_count, state, created_at, expires_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
+             WHERE (SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?) < ?",
+        )
+        .bind(&row.id)
+        .bind(&row.owner)
+        .bind(&row.object_key)
+        .bind(&row.name)
+        .bind(row.size)
+        .bind(&row.content_type)
+        .bind(&row.sha256)
+        .bind(&row.meta)
+        .bind(&row.uploader)
+        .bind(&row.multipart_upload_id)
+        .bind(row.part_size)
+        .bind(row.part_count)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(now_ms)
+        .bind(&row.owner)
+        .bind(now_ms)
+        .bind(i64::from(max_pending))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One upload of this owner.
+    pub async fn upload(&self, owner: &str, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND owner = ?"))
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Moves a pending upload to `to`. Returns false when it was no longer pending.
+    pub async fn finish_pending(&self, id: &str, to: UploadState, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND state = 'pending'")
+            .bind(to.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the upload completed and records its file, in one transaction.
+    /// Returns false (and changes nothing) when the upload was no longer pending.
+    pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(&file.id)
+        .bind(&file.owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(&format!("INSERT INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&file.id)
+            .bind(&file.owner)
+            .bind(&file.object_key)
+            .bind(&file.name)
+            .bind(file.size)
+            .bind(&file.content_type)
+            .bind(&file.sha256)
+            .bind(&file.meta)
+            .bind(file.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One file of this owner.
+    pub async fn file(&self, owner: &str, id: &str) -> Result<Option<FileRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND owner = ?"))
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// A page of this owner's files, newest first, after `cursor` (the
+    /// `(created_at, id)` of the last file of the previous page).
+    pub async fn list_files(
+        &self,
+        owner: &str,
+        limit: u32,
+        cursor: Option<(i64, &str)>,
+    ) -> Result<Vec<FileRow>, sqlx::Error> {
+        let (created_at, id) = cursor.unwrap_or((i64::MAX, ""));
+        sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE owner = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(owner)
+        .bind(created_at)
+        .bind(created_at)
+        .bind(if cursor.is_some() { id } else { "\u{10FFFF}" })
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Deletes a file record. Returns whether there was one.
+    pub async fn delete_file(&self, owner: &str, id: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM files WHERE id = ? AND owner = ?")
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pending uploads whose window closed before `before_ms`, oldest first.
+    pub async fn overdue_pending(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'pending' AND expires_at < ? ORDER BY expires_at LIMIT ?"
+        ))
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await.map(|row| {
+            let _: i64 = row.get(0);
+        })
+    }
+}

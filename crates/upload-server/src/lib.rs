@@ -1,0 +1,108 @@
+//! The upload server: decides, signs and records; never touches file bytes
+//! in S3 mode.
+//!
+//! Use it as a binary (`upload-server`, configured from the environment) or
+//! nest [`app`] in your own axum application:
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = upload_server::Config::builder().s3_bucket("my-bucket").build()?;
+//! let state = upload_server::AppState::from_config(config).await?;
+//! let router = axum::Router::new().merge(upload_server::app(state));
+//! # let _ = router; Ok(()) }
+//! ```
+//!
+//! Architecture invariant: only this crate holds storage credentials; the
+//! browser only ever gets URLs and forms signed for one object.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+mod rate_limit;
+pub mod storage;
+pub mod time_util;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
+pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::rate_limit::RateLimiter;
+use crate::storage::Storage;
+use crate::storage::s3::S3Storage;
+
+/// Everything handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    storage: Arc<dyn Storage>,
+    db: Db,
+    auth: Arc<dyn Authenticate>,
+    limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Assembles a state from its parts, for library users who bring their
+    /// own storage or identity.
+    pub fn new(config: Config, storage: Arc<dyn Storage>, db: Db, auth: Arc<dyn Authenticate>) -> Self {
+        let limiter = RateLimiter::new(config.rate_limit);
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter }) }
+    }
+
+    /// Connects storage and the database as the configuration says, with
+    /// JWT identity when a secret is set and development identity otherwise.
+    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
+        let storage: Arc<dyn Storage> = match &config.storage {
+            StorageConfig::S3(settings) => Arc::new(S3Storage::connect(settings.clone()).await?),
+            StorageConfig::Local => {
+                anyhow::bail!("UPLOAD_S3_BUCKET is not set; the local-disk backend is not built yet")
+            }
+        };
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::connect(&config.database_url).await?;
+        let auth: Arc<dyn Authenticate> = match &config.jwt_secret {
+            Some(secret) => Arc::new(JwtIdentity::new(secret.as_bytes())),
+            None => Arc::new(DevelopmentIdentity),
+        };
+        Ok(AppState::new(config, storage, db, auth))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The object store.
+    pub fn storage(&self) -> &dyn Storage {
+        self.inner.storage.as_ref()
+    }
+
+    /// The metadata store.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The identity check.
+    pub fn auth(&self) -> &dyn Authenticate {
+        self.inner.auth.as_ref()
+    }
+
+    pub(crate) fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {
+        self.inner.limiter.check(&owner.0)
+    }
+}
+
+/// The whole HTTP surface: the API under `/api/v1`, `/healthz`, and the
+/// upload page at `/` when a static directory is configured.
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+}

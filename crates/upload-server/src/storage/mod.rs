@@ -1,0 +1,125 @@
+//! The object store seam.
+//!
+//! Handlers talk to storage only through [`Storage`]. Signing is never
+//! silently weaker than asked: a backend that cannot sign a checksum into a
+//! URL fails with [`StorageError::NotSupported`] instead of dropping it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use upload_core::wire::{CompletedPart, StoredPart};
+
+pub mod post_policy;
+pub mod s3;
+
+/// Storage failures, by what the caller can do about them.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object or multipart upload does not exist.
+    #[error("not found in storage")]
+    NotFound,
+    /// The store refused the request as invalid (bad part list, wrong ETag...).
+    #[error("the store refused the request: {0}")]
+    Rejected(String),
+    /// The store did not answer, or answered 5xx.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The backend cannot do what was asked as strictly as it was asked.
+    #[error("not supported by this storage backend: {0}")]
+    NotSupported(&'static str),
+    /// Anything else (misconfiguration, credentials, a bug).
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// A form for a browser POST upload.
+#[derive(Debug, Clone)]
+pub struct PresignedForm {
+    /// Where to POST.
+    pub url: String,
+    /// Fields to send before the file.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A presigned request: method, URL and the headers that were signed.
+#[derive(Debug, Clone)]
+pub struct PresignedRequest {
+    /// URL with the signature in its query.
+    pub url: String,
+    /// Headers the client must send exactly.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What the store says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Bytes stored.
+    pub size: u64,
+    /// Content-Type stored with the object.
+    pub content_type: Option<String>,
+    /// Base64 SHA-256 the store verified, whole-object or composite, when it has one.
+    pub checksum_sha256: Option<String>,
+}
+
+/// What a POST form must pin down.
+#[derive(Debug, Clone)]
+pub struct PostTarget<'a> {
+    /// Exact key.
+    pub key: &'a str,
+    /// Exact Content-Type.
+    pub content_type: &'a str,
+    /// Exact size: the policy's `content-length-range` is `[size, size]`.
+    pub size: u64,
+    /// Base64 SHA-256 the store must verify, when known.
+    pub sha256: Option<&'a str>,
+    /// When the form stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Object storage as the server needs it: signing for browsers, and checking
+/// what arrived. One implementation per backend (`s3`, later `local`).
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Signs a POST form whose policy allows exactly this object.
+    async fn presign_post(&self, target: &PostTarget<'_>) -> Result<PresignedForm, StorageError>;
+
+    /// Starts a multipart upload and returns the store's upload id.
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError>;
+
+    /// Signs a PUT of one part; a checksum given is signed in, so the store refuses other bytes.
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        sha256: Option<&str>,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, StorageError>;
+
+    /// The parts the store holds, ascending by part number.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StorageError>;
+
+    /// Assembles the parts into the object.
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
+    -> Result<(), StorageError>;
+
+    /// Drops a multipart upload and its parts; succeeds if it is already gone.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError>;
+
+    /// Size and type of an object, or `None` when there is none.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// Deletes an object; succeeds if it is already gone.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Signs a GET answering with this `Content-Disposition`.
+    async fn presign_get(
+        &self,
+        key: &str,
+        content_disposition: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, StorageError>;
+}

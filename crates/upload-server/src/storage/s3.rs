@@ -1,0 +1,432 @@
+//! S3 and S3-compatible stores (AWS, Garage, MinIO, R2...) through aws-sdk-s3.
+//!
+//! Permissions the credentials need on the bucket: `s3:PutObject`,
+//! `s3:GetObject`, `s3:DeleteObject`, `s3:AbortMultipartUpload`,
+//! `s3:ListMultipartUploadParts`, and for `bucket setup`/`bucket check`
+//! `s3:PutBucketCORS`, `s3:GetBucketCORS`, `s3:PutLifecycleConfiguration`,
+//! `s3:GetLifecycleConfiguration`. Nothing here makes anything public.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ChecksumMode, CompletedMultipartUpload,
+    CorsConfiguration, CorsRule, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+};
+use time::OffsetDateTime;
+use upload_core::wire::{CompletedPart, StoredPart};
+
+use super::post_policy::{SigningCredentials, sign_post_form};
+use super::{ObjectInfo, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible stores; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Region (also the signing region).
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most self-hosted stores need.
+    pub force_path_style: bool,
+}
+
+/// The S3 backend.
+#[derive(Clone)]
+pub struct S3Storage {
+    client: Client,
+    credentials: SharedCredentialsProvider,
+    settings: S3Settings,
+    post_url: String,
+}
+
+impl S3Storage {
+    /// Connects with the usual AWS credential chain (`AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`, profiles, SSO, container and instance roles).
+    pub async fn connect(settings: S3Settings) -> Result<Self, StorageError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk = loader.load().await;
+        let credentials = sdk.credentials_provider().ok_or_else(|| {
+            StorageError::Other("no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into())
+        })?;
+        // The SDKs add CRC32 checksums to every request by default; S3-compatible
+        // stores such as Garage refuse CompleteMultipartUpload when parts carry
+        // checksums the upload was not created with. Checksums we want are asked
+        // for explicitly.
+        let config = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        let post_url = post_url(&settings);
+        Ok(S3Storage { client: Client::from_conf(config), credentials, settings, post_url })
+    }
+
+    /// The underlying client, for administration commands.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.settings.bucket
+    }
+
+    /// Applies the CORS rule browsers need (the origins, every upload method,
+    /// `ETag` exposed) and a lifecycle rule aborting multipart uploads left
+    /// incomplete for `abort_after_days`. Returns what changed, in words.
+    pub async fn setup_bucket(&self, origins: &[String], abort_after_days: i32) -> Result<Vec<String>, StorageError> {
+        let mut changed = Vec::new();
+        let missing = self.check_bucket(origins, abort_after_days).await?;
+        if missing.iter().any(|m| m.starts_with("cors")) {
+            let rule = CorsRule::builder()
+                .set_allowed_origins(Some(origins.to_vec()))
+                .set_allowed_methods(Some(vec!["GET".into(), "PUT".into(), "POST".into(), "HEAD".into()]))
+                .allowed_headers("*")
+                .expose_headers("ETag")
+                .max_age_seconds(3600)
+                .build()
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            let cors = CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            self.client
+                .put_bucket_cors()
+                .bucket(self.bucket())
+                .cors_configuration(cors)
+                .send()
+                .await
+                .map_err(map_err)?;
+            changed
+                .push(format!("cors: allowed origins {} for GET, PUT, POST, HEAD, exposing ETag", origins.join(", ")));
+        }
+        if missing.iter().any(|m| m.starts_with("lifecycle")) {
+            let rule = LifecycleRule::builder()
+                .id("abort-incomplete-multipart-uploads")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .abort_incomplete_multipart_upload(
+                    AbortIncompleteMultipartUpload::builder().days_after_initiation(abort_after_days).build(),
+                )
+                .build()
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            let lifecycle = BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| StorageError::Other(e.to_string()))?;
+            self.client
+                .put_bucket_lifecycle_configuration()
+                .bucket(self.bucket())
+                .lifecycle_configuration(lifecycle)
+                .send()
+                .await
+                .map_err(map_err)?;
+            changed.push(format!("lifecycle: abort incomplete multipart uploads after {abort_after_days} days"));
+        }
+        Ok(changed)
+    }
+
+    /// What [`S3Storage::setup_bucket`] would change, in words; empty when nothing.
+    pub async fn check_bucket(&self, origins: &[String], abort_after_days: i32) -> Result<Vec<String>, StorageError> {
+        let mut missing = Vec::new();
+        let rules = match self.client.get_bucket_cors().bucket(self.bucket()).send().await {
+            Ok(out) => out.cors_rules.unwrap_or_default(),
+            Err(e) => match map_err(e) {
+                StorageError::NotFound | StorageError::Rejected(_) => Vec::new(),
+                other => return Err(other),
+            },
+        };
+        for origin in origins {
+            let covered = rules.iter().any(|r| {
+                let origin_ok = r.allowed_origins.iter().any(|o| o == origin || o == "*");
+                let methods_ok = ["GET", "PUT", "POST"].iter().all(|m| r.allowed_methods.iter().any(|a| a == m));
+                let etag_ok = r.expose_headers().iter().any(|h| h.eq_ignore_ascii_case("etag"));
+                origin_ok && methods_ok && etag_ok
+            });
+            if !covered {
+                missing.push(format!("cors: origin {origin} may not PUT/POST or read ETag"));
+            }
+        }
+        let lifecycle = match self.client.get_bucket_lifecycle_configuration().bucket(self.bucket()).send().await {
+            Ok(out) => out.rules.unwrap_or_default(),
+            Err(e) => match map_err(e) {
+                StorageError::NotFound | StorageError::Rejected(_) => Vec::new(),
+                other => return Err(other),
+            },
+        };
+        let aborts = lifecycle.iter().any(|r| {
+            r.status == ExpirationStatus::Enabled
+                && r.abort_incomplete_multipart_upload
+                    .as_ref()
+                    .and_then(|a| a.days_after_initiation)
+                    .is_some_and(|d| d <= abort_after_days)
+        });
+        if !aborts {
+            missing
+                .push(format!("lifecycle: no rule aborts incomplete multipart uploads within {abort_after_days} days"));
+        }
+        Ok(missing)
+    }
+}
+
+fn post_url(settings: &S3Settings) -> String {
+    match &settings.endpoint {
+        Some(endpoint) if settings.force_path_style => {
+            format!("{}/{}", endpoint.trim_end_matches('/'), settings.bucket)
+        }
+        Some(endpoint) => match endpoint.split_once("://") {
+            Some((scheme, host)) => format!("{scheme}://{}.{}", settings.bucket, host.trim_end_matches('/')),
+            None => format!("https://{}.{}", settings.bucket, endpoint.trim_end_matches('/')),
+        },
+        None => format!("https://{}.s3.{}.amazonaws.com", settings.bucket, settings.region),
+    }
+}
+
+fn map_err<E>(e: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("");
+            let message = service.err().message().unwrap_or("");
+            if status >= 500 || code == "SlowDown" {
+                StorageError::Unavailable(format!("{status} {code} {message}"))
+            } else if status == 404
+                || matches!(
+                    code,
+                    "NoSuchKey"
+                        | "NoSuchUpload"
+                        | "NotFound"
+                        | "NoSuchCORSConfiguration"
+                        | "NoSuchLifecycleConfiguration"
+                )
+            {
+                StorageError::NotFound
+            } else {
+                StorageError::Rejected(format!("{status} {code} {message}"))
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StorageError::Unavailable(DisplayErrorContext(&e).to_string())
+        }
+        _ => StorageError::Other(DisplayErrorContext(&e).to_string()),
+    }
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, StorageError> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| StorageError::Other(e.to_string()))
+}
+
+fn presigned(request: aws_sdk_s3::presigning::PresignedRequest) -> PresignedRequest {
+    PresignedRequest {
+        url: request.uri().to_owned(),
+        headers: request.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn presign_post(&self, target: &PostTarget<'_>) -> Result<PresignedForm, StorageError> {
+        let credentials =
+            self.credentials.provide_credentials().await.map_err(|e| StorageError::Other(e.to_string()))?;
+        let signing = SigningCredentials {
+            access_key_id: credentials.access_key_id(),
+            secret_access_key: credentials.secret_access_key(),
+            session_token: credentials.session_token(),
+            region: &self.settings.region,
+        };
+        let fields = sign_post_form(&self.settings.bucket, target, &signing, OffsetDateTime::now_utc());
+        Ok(PresignedForm { url: self.post_url.clone(), fields })
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(map_err)?;
+        out.upload_id.ok_or_else(|| StorageError::Other("CreateMultipartUpload answered without an upload id".into()))
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        sha256: Option<&str>,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, StorageError> {
+        let request = self
+            .client
+            .upload_part()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number as i32)
+            .set_checksum_sha256(sha256.map(str::to_owned))
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(map_err)?;
+        let signed = presigned(request);
+        if sha256.is_some() && !signed.headers.keys().any(|h| h.eq_ignore_ascii_case("x-amz-checksum-sha256")) {
+            return Err(StorageError::NotSupported("the checksum was not signed into the part URL"));
+        }
+        Ok(signed)
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(self.bucket())
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(map_err)?;
+            for part in out.parts() {
+                parts.push(StoredPart {
+                    part_number: part.part_number.unwrap_or(0).max(0) as u32,
+                    etag: part.e_tag.clone().unwrap_or_default(),
+                    size: part.size.unwrap_or(0).max(0) as u64,
+                });
+            }
+            match (out.is_truncated, out.next_part_number_marker) {
+                (Some(true), Some(next)) => marker = Some(next),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<(), StorageError> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(p.part_number as i32)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        match self.client.abort_multipart_upload().bucket(self.bucket()).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match map_err(e) {
+                StorageError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self.client.head_object().bucket(self.bucket()).key(key).checksum_mode(ChecksumMode::Enabled).send().await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length.unwrap_or(0).max(0) as u64,
+                content_type: out.content_type,
+                checksum_sha256: out.checksum_sha256,
+            })),
+            Err(e) => match map_err(e) {
+                StorageError::NotFound => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client.delete_object().bucket(self.bucket()).key(key).send().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        content_disposition: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .response_content_disposition(content_disposition)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(map_err)?;
+        Ok(presigned(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: Option<&str>, path_style: bool) -> S3Settings {
+        S3Settings {
+            bucket: "b".into(),
+            endpoint: endpoint.map(str::to_owned),
+            region: "eu-west-1".into(),
+            force_path_style: path_style,
+        }
+    }
+
+    #[test]
+    fn post_urls_follow_the_addressing_style() {
+        assert_eq!(post_url(&settings(None, false)), "https://b.s3.eu-west-1.amazonaws.com");
+        assert_eq!(post_url(&settings(Some("http://127.0.0.1:3900/"), true)), "http://127.0.0.1:3900/b");
+        assert_eq!(post_url(&settings(Some("https://r2.example"), false)), "https://b.r2.example");
+    }
+}

@@ -1,0 +1,171 @@
+//! Whole uploads through the real store: single POST, multipart, download, delete.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use upload_tests::{TestServer, bytes, json_ok, post_form, sha256_b64};
+
+#[tokio::test]
+async fn single_post_upload_download_and_delete() {
+    let server = TestServer::start(|c| c).await;
+    let alice = server.as_owner("alice");
+    let data = bytes(100_000, 1);
+    let upload = alice.create("résumé 2026.pdf", data.len(), "application/pdf").await;
+    let id = upload["id"].as_str().unwrap();
+    assert!(upload["key"].as_str().unwrap().starts_with("uploads/alice/"), "{upload}");
+    assert_eq!(upload["complete_url"], format!("/api/v1/uploads/{id}/complete"));
+
+    let (status, body) = post_form(&server.http, &upload, &BTreeMap::new(), data.clone()).await;
+    assert!(status == 204 || status == 200 || status == 201, "store refused the form: {status} {body}");
+
+    let completed = json_ok(alice.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    let file = &completed["file"];
+    assert_eq!(file["id"], id);
+    assert_eq!(file["size"], data.len());
+    assert_eq!(file["type"], "application/pdf");
+    assert_eq!(file["owner"], "alice");
+    assert_eq!(file["name"], "résumé 2026.pdf");
+
+    // Completing again answers the same file.
+    let again = json_ok(alice.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    assert_eq!(again["file"], *file);
+
+    let status = json_ok(alice.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["state"], "completed");
+
+    let listed = json_ok(alice.get("/files").await, StatusCode::OK).await;
+    assert_eq!(listed["files"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["files"][0]["id"], id);
+    assert!(listed["next_cursor"].is_null());
+
+    let download = json_ok(alice.get(&format!("/files/{id}")).await, StatusCode::OK).await;
+    let response = server.http.get(download["download_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert_eq!(disposition, "attachment; filename=\"r_sum_ 2026.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202026.pdf");
+    let downloaded = response.bytes().await.unwrap();
+    assert_eq!(sha256_b64(&downloaded), sha256_b64(&data));
+
+    let deleted = alice.delete(&format!("/files/{id}")).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert!(server.state.storage().head(file["key"].as_str().unwrap()).await.unwrap().is_none(), "object left behind");
+    assert_eq!(alice.get(&format!("/files/{id}")).await.status(), StatusCode::NOT_FOUND);
+    let listed = json_ok(alice.get("/files").await, StatusCode::OK).await;
+    assert!(listed["files"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn multipart_upload_with_part_puts_then_download() {
+    const MIB: usize = 1024 * 1024;
+    let server = TestServer::start(|c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
+    let bob = server.as_owner("bob");
+    let data = bytes(12 * MIB + 17, 2);
+    let upload = bob.create("video.mp4", data.len(), "video/mp4").await;
+    let id = upload["id"].as_str().unwrap();
+    let plan = &upload["upload"];
+    assert_eq!(plan["uploader"], "S3Multipart", "{upload}");
+    assert_eq!(plan["part_size"], 5 * MIB);
+    assert_eq!(plan["part_count"], 3);
+
+    let signed =
+        json_ok(bob.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1, 2, 3]})).await, StatusCode::OK)
+            .await;
+    let mut etags = Vec::new();
+    for (i, part) in signed["parts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(part["part_number"], i + 1);
+        assert_eq!(part["method"], "PUT");
+        let start = i * 5 * MIB;
+        let end = (start + 5 * MIB).min(data.len());
+        let mut request = server.http.put(part["url"].as_str().unwrap()).body(data[start..end].to_vec());
+        for (k, v) in part["headers"].as_object().unwrap() {
+            request = request.header(k, v.as_str().unwrap());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "part {} refused: {:?}", i + 1, response.text().await);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        etags.push(json!({"part_number": i + 1, "etag": etag}));
+    }
+
+    // The state endpoint reports what the store holds, for resuming.
+    let status = json_ok(bob.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["state"], "pending");
+    let parts = status["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[2]["size"], 2 * MIB + 17);
+
+    let completed =
+        json_ok(bob.post(&format!("/uploads/{id}/complete"), json!({"parts": etags})).await, StatusCode::OK).await;
+    assert_eq!(completed["file"]["size"], data.len());
+    let again =
+        json_ok(bob.post(&format!("/uploads/{id}/complete"), json!({"parts": etags})).await, StatusCode::OK).await;
+    assert_eq!(again["file"], completed["file"]);
+
+    let download = json_ok(bob.get(&format!("/files/{id}")).await, StatusCode::OK).await;
+    let body = server.http.get(download["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_b64(&body), sha256_b64(&data));
+}
+
+#[tokio::test]
+async fn aborting_a_multipart_upload_removes_it_from_the_store() {
+    const MIB: usize = 1024 * 1024;
+    let server = TestServer::start(|c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
+    let carol = server.as_owner("carol");
+    let data = bytes(6 * MIB, 3);
+    let upload = carol.create("big.bin", data.len(), "").await;
+    let id = upload["id"].as_str().unwrap();
+    let signed =
+        json_ok(carol.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1]})).await, StatusCode::OK).await;
+    let response = server
+        .http
+        .put(signed["parts"][0]["url"].as_str().unwrap())
+        .body(data[..5 * MIB].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    assert_eq!(carol.delete(&format!("/uploads/{id}")).await.status(), StatusCode::NO_CONTENT);
+    let status = json_ok(carol.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["state"], "aborted");
+    let key = upload["key"].as_str().unwrap();
+    let upload_id = upload["upload"]["upload_id"].as_str().unwrap();
+    let listed = server.state.storage().list_parts(key, upload_id).await;
+    assert!(listed.is_err() || listed.unwrap().is_empty(), "parts still in the store after abort");
+    // Aborting again is harmless.
+    assert_eq!(carol.delete(&format!("/uploads/{id}")).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn files_are_listed_newest_first_with_cursor_paging() {
+    let server = TestServer::start(|c| c).await;
+    let dave = server.as_owner("dave");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let data = bytes(1000 + i, 10 + i as u64);
+        let upload = dave.create(&format!("f{i}.txt"), data.len(), "text/plain").await;
+        let (status, body) = post_form(&server.http, &upload, &BTreeMap::new(), data).await;
+        assert!(status < 300, "{status} {body}");
+        let id = upload["id"].as_str().unwrap().to_owned();
+        json_ok(dave.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+        ids.push(id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/files?limit=2&cursor={c}"),
+            None => "/files?limit=2".to_owned(),
+        };
+        let page = json_ok(dave.get(&path).await, StatusCode::OK).await;
+        let files = page["files"].as_array().unwrap();
+        assert!(files.len() <= 2);
+        seen.extend(files.iter().map(|f| f["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every file once, newest first");
+}

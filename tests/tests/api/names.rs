@@ -1,0 +1,36 @@
+//! Hostile names land under the owner's prefix with a safe name.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use upload_tests::{TestServer, bytes, json_ok, post_form};
+
+#[tokio::test]
+async fn traversal_names_stay_under_the_owner_prefix() {
+    let server = TestServer::start(|c| c).await;
+    let eve = server.as_owner("eve");
+    for (name, safe) in [("../../etc/passwd\u{0}.png", "passwd.png"), ("..\\x.png", "x.png"), ("...", "file")] {
+        let data = bytes(10, 5);
+        let upload = eve.create(name, data.len(), "image/png").await;
+        let key = upload["key"].as_str().unwrap();
+        let id = upload["id"].as_str().unwrap();
+        assert!(key.starts_with("uploads/eve/"), "{key}");
+        assert!(key.ends_with(&format!("/{id}/{safe}")), "{key}");
+        assert!(!key.contains(".."), "{key}");
+        let (status, body) = post_form(&server.http, &upload, &BTreeMap::new(), data).await;
+        assert!(status < 300, "{status} {body}");
+        let done = json_ok(eve.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+        assert_eq!(done["file"]["name"], safe);
+        assert_eq!(done["file"]["key"], key);
+    }
+}
+
+#[tokio::test]
+async fn an_owner_id_with_slashes_cannot_escape_its_prefix() {
+    let server = TestServer::start(|c| c).await;
+    let mallory = server.as_owner("../alice");
+    let upload = mallory.create("a.txt", 3, "text/plain").await;
+    let key = upload["key"].as_str().unwrap();
+    assert!(key.starts_with("uploads/=2E=2E=2Falice/"), "{key}");
+}
