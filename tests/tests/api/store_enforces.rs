@@ -105,3 +105,29 @@ async fn a_tampered_part_url_is_refused() {
     let response = server.http.put(url).body(bytes(MIB, 7)).send().await.unwrap();
     assert_eq!(response.status(), 403, "a part URL signed for part 1 was accepted for part 2");
 }
+
+#[tokio::test]
+async fn a_declared_sha256_is_enforced_for_single_posts() {
+    let server = TestServer::start(|c| c).await;
+    let client = server.as_owner("sum");
+    let data = bytes(4096, 8);
+    let good = client
+        .post("/uploads", json!({"name": "a.bin", "size": data.len(), "sha256": upload_tests::sha256_b64(&data)}))
+        .await;
+    let good = json_ok(good, StatusCode::CREATED).await;
+    let (status, body) = post_form(&server.http, &good, &BTreeMap::new(), data.clone()).await;
+    assert!(status < 300, "{status} {body}");
+    let id = good["id"].as_str().unwrap();
+    let done = json_ok(client.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    assert_eq!(done["file"]["sha256"], upload_tests::sha256_b64(&data));
+
+    // The same bytes against another declared digest: the store refuses them.
+    let client = server.as_owner("sum2");
+    let mut other = data.clone();
+    other[0] ^= 1;
+    let bad = client
+        .post("/uploads", json!({"name": "b.bin", "size": data.len(), "sha256": upload_tests::sha256_b64(&other)}))
+        .await;
+    let bad = json_ok(bad, StatusCode::CREATED).await;
+    refused(&server, &client, &bad, &[], data).await;
+}
