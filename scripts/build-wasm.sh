@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the browser client's npm package from crates/upload-wasm:
+#   crates/upload-wasm/pkg          --target web      (ES module + init(), for <script type=module> and the e2e tests)
+#   crates/upload-wasm/pkg-bundler  --target bundler  (for webpack, Vite, Rollup...)
+# with the size profile `wasm-release` (opt-level z, LTO, 1 codegen unit,
+# panic abort) and wasm-opt -Oz from the npm package binaryen@132 (Debian's
+# binaryen is too old to read current rustc output). Tools: scripts/install-tools.sh.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+wasm_opt=${WASM_OPT:-$root/tests/e2e/node_modules/.bin/wasm-opt}
+if [[ ! -x $wasm_opt ]]; then
+  echo "build-wasm: $wasm_opt not found; run scripts/install-tools.sh (npm ci in tests/e2e)" >&2
+  exit 1
+fi
+if ! "$wasm_opt" --version | grep -q 'version 132'; then
+  echo "build-wasm: $wasm_opt is not binaryen 132: $("$wasm_opt" --version)" >&2
+  exit 1
+fi
+# wasm-pack would otherwise try to download a wasm-bindgen matching the crate's.
+want=$(grep -E '^wasm-bindgen = "=' crates/upload-wasm/Cargo.toml | sed -E 's/.*"=([0-9.]+)".*/\1/')
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')
+if [[ $have != "$want" ]]; then
+  echo "build-wasm: wasm-bindgen CLI is '${have:-missing}', the crate pins $want; run scripts/install-tools.sh" >&2
+  exit 1
+fi
+
+for target in web bundler; do
+  out=pkg
+  [[ $target == bundler ]] && out=pkg-bundler
+  # --no-opt: wasm-pack would pick whichever wasm-opt comes first on PATH;
+  # we run the pinned one ourselves below.
+  wasm-pack build --mode no-install --no-opt --profile wasm-release --target "$target" --out-dir "$out" crates/upload-wasm
+  wasm="crates/upload-wasm/$out/upload_wasm_bg.wasm"
+  "$wasm_opt" -Oz --strip-debug --strip-producers -o "$wasm.opt" "$wasm"
+  mv "$wasm.opt" "$wasm"
+done
+echo "build-wasm: built crates/upload-wasm/pkg and crates/upload-wasm/pkg-bundler"

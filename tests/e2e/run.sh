@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# End-to-end tests of the browser client (see run.mjs). Needs: the built
+# package (scripts/build-wasm.sh), the server binary (UPLOAD_SERVER_BIN,
+# default target/debug/upload-server), node_modules here (npm ci), Chromium
+# at /usr/bin/chromium, and either TEST_S3_* + AWS_* for a running store or
+# `garage` on PATH. scripts/install-tools.sh installs the tools.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+if [[ ! -d $here/node_modules/playwright-core ]]; then
+  (cd "$here" && npm ci --no-audit --no-fund)
+fi
+if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm ]]; then
+  bash scripts/build-wasm.sh
+fi
+exec node "$here/run.mjs"
