@@ -142,7 +142,7 @@ async function main() {
     assert(ev.length > 0, "no progress events");
     for (let k = 1; k < ev.length; k++) {
       assert(ev[k].loaded >= ev[k - 1].loaded, `progress went back: ${ev[k - 1].loaded} -> ${ev[k].loaded}`);
-      assert(ev[k].at - ev[k - 1].at >= 45, `progress events ${ev[k].at - ev[k - 1].at} ms apart`);
+      assert(ev[k].at - ev[k - 1].at >= 45, `progress events ${ev[k].at - ev[k - 1].at} ms apart: ${JSON.stringify(ev.slice(Math.max(0, k - 2), k + 2))}`);
     }
     const last = ev[ev.length - 1];
     assertEq(last.state, "done", "last event");

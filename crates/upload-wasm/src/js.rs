@@ -17,6 +17,10 @@ extern "C" {
     fn set_timeout(handler: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = fetch)]
     pub(crate) fn fetch(url: &str, init: &Object) -> Promise;
+    // Monotonic, unlike Date.now (the wall clock may be stepped), so the
+    // 50 ms between progress events hold.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
 }
 
 /// `obj[key]`, or `undefined` when `obj` is not an object.
@@ -65,7 +69,7 @@ pub(crate) fn string_entries(obj: &JsValue) -> Result<Vec<(String, String)>, Str
 }
 
 pub(crate) fn now() -> f64 {
-    js_sys::Date::now()
+    performance_now()
 }
 
 /// A promise and the function that resolves it.

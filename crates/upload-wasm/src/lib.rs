@@ -160,8 +160,9 @@ impl Uploader {
     pub fn upload(
         &self,
         file: Blob,
-        #[wasm_bindgen(unchecked_param_type = "UploadOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "UploadOptions")] options: Option<JsValue>,
     ) -> Upload {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let name = get_str(&options, "name").or_else(|| get_str(&file, "name")).unwrap_or_else(|| "blob".to_owned());
         let file_type = get_str(&options, "type").unwrap_or_else(|| file.type_());
         let sink = match get(&options, "onProgress").dyn_into::<Function>() {

@@ -344,7 +344,6 @@ impl Task {
                 return;
             }
             p.last_event = event;
-            p.last_emit = now();
             p.shown
         };
         if state == State::Cancelled || state == State::Failed {
@@ -372,6 +371,9 @@ impl Task {
                 }
             }
         }
+        // Counted from when the callback returned: however long it (or a
+        // garbage collection on the way) took, the next one is 50 ms later.
+        self.progress.borrow_mut().last_emit = now();
     }
 
     // --- requests carrying bytes ----------------------------------------

@@ -59,7 +59,7 @@ fn uploader(concurrency: u32) -> Uploader {
 
 fn start(uploader: &Uploader, mock: &JsValue, file: &Blob) -> Upload {
     let on_progress = get(mock, "onProgress");
-    uploader.upload(file.clone(), obj(&[("onProgress", on_progress), ("meta", obj(&[("album", "7".into())]))]))
+    uploader.upload(file.clone(), Some(obj(&[("onProgress", on_progress), ("meta", obj(&[("album", "7".into())]))])))
 }
 
 async fn done(upload: &Upload) -> Result<JsValue, JsValue> {
@@ -169,7 +169,8 @@ async fn refused_files_fail_before_any_request_of_their_own() {
 
     // Bad meta is refused before even the configuration is needed.
     let mock = install_mock(&JsValue::UNDEFINED);
-    let bad_meta = uploader(4).upload(make_file(10, "a.png", "image/png"), obj(&[("meta", obj(&[("n", num(1.0))]))]));
+    let bad_meta =
+        uploader(4).upload(make_file(10, "a.png", "image/png"), Some(obj(&[("meta", obj(&[("n", num(1.0))]))])));
     assert_eq!(code(&done(&bad_meta).await.expect_err("meta must be strings")), "invalid_request");
     assert_eq!(Array::from(&get(&mock, "log")).length(), 0);
 }

@@ -18,7 +18,7 @@ window.e2e = {
   start(index, meta = {}) {
     const file = document.getElementById("files").files[index];
     const rec = { events: [], result: null, error: null, settled: false };
-    rec.upload = this.uploader.upload(file, { meta, onProgress: (p) => rec.events.push({ ...p, at: performance.now() }) });
+    rec.upload = this.uploader.upload(file, { meta, onProgress: (p) => rec.events.push({ ...p, at: performance.now(), date: Date.now() }) });
     rec.upload.done.then(
       (file) => Object.assign(rec, { result: file, settled: true }),
       (e) => Object.assign(rec, { error: { code: e.code, message: e.message, status: e.status }, settled: true }),
