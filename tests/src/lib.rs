@@ -18,17 +18,31 @@ fn env(name: &str) -> String {
     })
 }
 
-/// A builder pointed at the test Garage, in JWT mode, with a fresh database.
-pub fn garage_config(data_dir: &std::path::Path) -> ConfigBuilder {
-    ConfigBuilder::default()
+/// Where a test server keeps its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The Garage started by `scripts/test.sh`.
+    Garage,
+    /// The embedded default: local disk, URLs served by the server itself.
+    Local,
+}
+
+/// A builder for `backend`, in JWT mode, with a fresh database in `data_dir`.
+pub fn test_config(backend: Backend, data_dir: &std::path::Path, base: &str) -> ConfigBuilder {
+    let builder = ConfigBuilder::default()
         .listen("127.0.0.1:0")
+        .public_url(base)
         .data_dir(data_dir)
-        .s3_bucket(env("TEST_S3_BUCKET"))
-        .s3_endpoint(env("TEST_S3_ENDPOINT"))
-        .s3_region(env("TEST_S3_REGION"))
-        .s3_force_path_style(true)
         .jwt_secret(JWT_SECRET)
-        .rate_limit(0)
+        .rate_limit(0);
+    match backend {
+        Backend::Garage => builder
+            .s3_bucket(env("TEST_S3_BUCKET"))
+            .s3_endpoint(env("TEST_S3_ENDPOINT"))
+            .s3_region(env("TEST_S3_REGION"))
+            .s3_force_path_style(true),
+        Backend::Local => builder,
+    }
 }
 
 /// A server listening on 127.0.0.1, stopped when dropped.
@@ -36,6 +50,7 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub state: AppState,
+    pub backend: Backend,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -47,18 +62,18 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    /// Starts a server against Garage with `customize` applied to the config.
-    pub async fn start(customize: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> TestServer {
+    /// Starts a server on `backend` with `customize` applied to the config.
+    pub async fn start(backend: Backend, customize: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let config = customize(garage_config(dir.path())).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = customize(test_config(backend, dir.path(), &base)).build().unwrap();
         let state = AppState::from_config(config).await.unwrap();
         let router = app(state.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        TestServer { base, http: reqwest::Client::new(), state, task, _dir: dir }
+        TestServer { base, http: reqwest::Client::new(), state, task, backend, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -34,6 +34,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
 use crate::storage::Storage;
+use crate::storage::local::LocalStorage;
 use crate::storage::s3::S3Storage;
 
 /// Everything handlers share; cheap to clone.
@@ -48,6 +49,8 @@ struct Inner {
     db: Db,
     auth: Arc<dyn Authenticate>,
     limiter: RateLimiter,
+    /// Set when objects live on local disk: its signed URLs are served by this app.
+    local: Option<Arc<LocalStorage>>,
 }
 
 impl AppState {
@@ -55,25 +58,34 @@ impl AppState {
     /// own storage or identity.
     pub fn new(config: Config, storage: Arc<dyn Storage>, db: Db, auth: Arc<dyn Authenticate>) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
-        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter }) }
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, local: None }) }
     }
 
     /// Connects storage and the database as the configuration says, with
     /// JWT identity when a secret is set and development identity otherwise.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        let storage: Arc<dyn Storage> = match &config.storage {
-            StorageConfig::S3(settings) => Arc::new(S3Storage::connect(settings.clone()).await?),
+        std::fs::create_dir_all(&config.data_dir)?;
+        let (storage, local): (Arc<dyn Storage>, _) = match &config.storage {
+            StorageConfig::S3(settings) => (Arc::new(S3Storage::connect(settings.clone()).await?), None),
             StorageConfig::Local => {
-                anyhow::bail!("UPLOAD_S3_BUCKET is not set; the local-disk backend is not built yet")
+                let local = Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?);
+                (local.clone(), Some(local))
             }
         };
-        std::fs::create_dir_all(&config.data_dir)?;
         let db = Db::connect(&config.database_url).await?;
         let auth: Arc<dyn Authenticate> = match &config.jwt_secret {
             Some(secret) => Arc::new(JwtIdentity::new(secret.as_bytes())),
             None => Arc::new(DevelopmentIdentity),
         };
-        Ok(AppState::new(config, storage, db, auth))
+        let mut state = AppState::new(config, storage, db, auth);
+        if let Some(inner) = Arc::get_mut(&mut state.inner) {
+            inner.local = local;
+        }
+        Ok(state)
+    }
+
+    pub(crate) fn local_storage(&self) -> Option<Arc<LocalStorage>> {
+        self.inner.local.clone()
     }
 
     /// The configuration.

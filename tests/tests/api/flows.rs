@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use upload_tests::{TestServer, bytes, json_ok, post_form, sha256_b64};
+use upload_tests::{Backend, TestServer, bytes, json_ok, post_form, sha256_b64};
 
-#[tokio::test]
-async fn single_post_upload_download_and_delete() {
-    let server = TestServer::start(|c| c).await;
+async fn single_post_upload_download_and_delete(backend: Backend) {
+    let server = TestServer::start(backend, |c| c).await;
     let alice = server.as_owner("alice");
     let data = bytes(100_000, 1);
     let upload = alice.create("résumé 2026.pdf", data.len(), "application/pdf").await;
@@ -55,10 +54,9 @@ async fn single_post_upload_download_and_delete() {
     assert!(listed["files"].as_array().unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn multipart_upload_with_part_puts_then_download() {
+async fn multipart_upload_with_part_puts_then_download(backend: Backend) {
     const MIB: usize = 1024 * 1024;
-    let server = TestServer::start(|c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
+    let server = TestServer::start(backend, |c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
     let bob = server.as_owner("bob");
     let data = bytes(12 * MIB + 17, 2);
     let upload = bob.create("video.mp4", data.len(), "video/mp4").await;
@@ -106,10 +104,9 @@ async fn multipart_upload_with_part_puts_then_download() {
     assert_eq!(sha256_b64(&body), sha256_b64(&data));
 }
 
-#[tokio::test]
-async fn aborting_a_multipart_upload_removes_it_from_the_store() {
+async fn aborting_a_multipart_upload_removes_it_from_the_store(backend: Backend) {
     const MIB: usize = 1024 * 1024;
-    let server = TestServer::start(|c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
+    let server = TestServer::start(backend, |c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
     let carol = server.as_owner("carol");
     let data = bytes(6 * MIB, 3);
     let upload = carol.create("big.bin", data.len(), "").await;
@@ -136,9 +133,8 @@ async fn aborting_a_multipart_upload_removes_it_from_the_store() {
     assert_eq!(carol.delete(&format!("/uploads/{id}")).await.status(), StatusCode::NO_CONTENT);
 }
 
-#[tokio::test]
-async fn files_are_listed_newest_first_with_cursor_paging() {
-    let server = TestServer::start(|c| c).await;
+async fn files_are_listed_newest_first_with_cursor_paging(backend: Backend) {
+    let server = TestServer::start(backend, |c| c).await;
     let dave = server.as_owner("dave");
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -169,3 +165,10 @@ async fn files_are_listed_newest_first_with_cursor_paging() {
     }
     assert_eq!(seen, ids, "every file once, newest first");
 }
+
+on_every_backend!(
+    single_post_upload_download_and_delete,
+    multipart_upload_with_part_puts_then_download,
+    aborting_a_multipart_upload_removes_it_from_the_store,
+    files_are_listed_newest_first_with_cursor_paging
+);

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use upload_tests::{TestServer, bytes, json_ok, post_form};
+use upload_tests::{Backend, TestServer, bytes, json_ok, post_form};
 
-#[tokio::test]
-async fn traversal_names_stay_under_the_owner_prefix() {
-    let server = TestServer::start(|c| c).await;
+async fn traversal_names_stay_under_the_owner_prefix(backend: Backend) {
+    let server = TestServer::start(backend, |c| c).await;
     let eve = server.as_owner("eve");
     for (name, safe) in [("../../etc/passwd\u{0}.png", "passwd.png"), ("..\\x.png", "x.png"), ("...", "file")] {
         let data = bytes(10, 5);
@@ -26,11 +25,12 @@ async fn traversal_names_stay_under_the_owner_prefix() {
     }
 }
 
-#[tokio::test]
-async fn an_owner_id_with_slashes_cannot_escape_its_prefix() {
-    let server = TestServer::start(|c| c).await;
+async fn an_owner_id_with_slashes_cannot_escape_its_prefix(backend: Backend) {
+    let server = TestServer::start(backend, |c| c).await;
     let mallory = server.as_owner("../alice");
     let upload = mallory.create("a.txt", 3, "text/plain").await;
     let key = upload["key"].as_str().unwrap();
     assert!(key.starts_with("uploads/=2E=2E=2Falice/"), "{key}");
 }
+
+on_every_backend!(traversal_names_stay_under_the_owner_prefix, an_owner_id_with_slashes_cannot_escape_its_prefix);

@@ -37,6 +37,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(cors(&state.config().cors_origins));
 
     let mut app = Router::new().nest("/api/v1", api).route("/healthz", get(healthz));
+    if let Some(local) = state.local_storage() {
+        let mut origins = state.config().cors_origins.clone();
+        origins.push(state.config().public_url.clone());
+        app = app.nest_service("/storage/v1", crate::storage::local_http::router(local, &origins));
+    }
     if let Some(dir) = &state.config().static_dir {
         app = app.fallback_service(ServeDir::new(dir));
     }

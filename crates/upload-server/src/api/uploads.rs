@@ -13,14 +13,14 @@ use upload_core::wire::{
     CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, MAX_PARTS_PER_SIGN_REQUEST, SignParts,
     SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, check_meta, is_base64_sha256,
 };
-use upload_core::{ErrorCode, plan_parts};
+use upload_core::{ErrorCode, PartPlan, plan_parts};
 
 use super::{ApiJson, check_id};
 use crate::AppState;
 use crate::auth::Owner;
 use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{ObjectInfo, PostTarget, StorageError};
+use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
 use crate::time_util::{datetime, now_ms, rfc3339};
 
 const S3: &str = "S3";
@@ -170,9 +170,20 @@ pub(crate) async fn sign_parts(
     let ttl = state.config().url_ttl.min(std::time::Duration::from_millis((row.expires_at - now) as u64));
     let expires_at = rfc3339(now + ttl.as_millis() as i64);
     let mut parts = Vec::with_capacity(request.part_numbers.len());
+    let plan = PartPlan {
+        total: row.size as u64,
+        part_size: row.part_size.unwrap_or(0) as u64,
+        part_count: part_count as u32,
+    };
     for &n in &request.part_numbers {
-        let sha256 = request.sha256.get(&n).map(String::as_str);
-        let signed = state.storage().presign_part(&row.object_key, upload_id, n, sha256, ttl).await?;
+        let target = PartTarget {
+            key: &row.object_key,
+            upload_id,
+            part_number: n,
+            length: plan.part_range(n).map_or(0, |(_, len)| len),
+            sha256: request.sha256.get(&n).map(String::as_str),
+        };
+        let signed = state.storage().presign_part(&target, ttl).await?;
         parts.push(SignedPart {
             part_number: n,
             method: "PUT".to_owned(),

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use upload_core::wire::{CompletedPart, StoredPart};
 
+pub mod local;
+pub(crate) mod local_http;
 pub mod post_policy;
 pub mod s3;
 
@@ -79,6 +81,21 @@ pub struct PostTarget<'a> {
     pub expires_at: OffsetDateTime,
 }
 
+/// One part of a multipart upload, to sign.
+#[derive(Debug, Clone)]
+pub struct PartTarget<'a> {
+    /// Object key.
+    pub key: &'a str,
+    /// The store's multipart upload id.
+    pub upload_id: &'a str,
+    /// 1-based part number.
+    pub part_number: u32,
+    /// Exact length of the part.
+    pub length: u64,
+    /// Base64 SHA-256 the store must verify, when known.
+    pub sha256: Option<&'a str>,
+}
+
 /// Object storage as the server needs it: signing for browsers, and checking
 /// what arrived. One implementation per backend (`s3`, later `local`).
 #[async_trait]
@@ -89,15 +106,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Starts a multipart upload and returns the store's upload id.
     async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError>;
 
-    /// Signs a PUT of one part; a checksum given is signed in, so the store refuses other bytes.
-    async fn presign_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        sha256: Option<&str>,
-        expires_in: Duration,
-    ) -> Result<PresignedRequest, StorageError>;
+    /// Signs a PUT of one part of `length` bytes; a checksum given is signed
+    /// in, so the store refuses other bytes. The local backend also pins the
+    /// length; S3 cannot (a presigned UploadPart takes any length), so part
+    /// sizes are checked against the plan at completion.
+    async fn presign_part(&self, part: &PartTarget<'_>, expires_in: Duration)
+    -> Result<PresignedRequest, StorageError>;
 
     /// The parts the store holds, ascending by part number.
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StorageError>;

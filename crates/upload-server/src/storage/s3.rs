@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use upload_core::wire::{CompletedPart, StoredPart};
 
 use super::post_policy::{SigningCredentials, sign_post_form};
-use super::{ObjectInfo, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
+use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -276,19 +276,17 @@ impl Storage for S3Storage {
 
     async fn presign_part(
         &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        sha256: Option<&str>,
+        part: &PartTarget<'_>,
         expires_in: Duration,
     ) -> Result<PresignedRequest, StorageError> {
+        let sha256 = part.sha256;
         let request = self
             .client
             .upload_part()
             .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(part_number as i32)
+            .key(part.key)
+            .upload_id(part.upload_id)
+            .part_number(part.part_number as i32)
             .set_checksum_sha256(sha256.map(str::to_owned))
             .presigned(presigning(expires_in)?)
             .await
