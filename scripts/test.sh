@@ -31,3 +31,14 @@ eval "$(scripts/garage.sh start "$garage_dir")"
 
 step "integration tests against Garage"
 cargo test -p upload-tests
+
+step "browser client: unit tests in headless Chromium"
+wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver --mode no-install crates/upload-wasm
+
+step "browser client: npm package build and size"
+scripts/build-wasm.sh
+scripts/wasm-size.sh
+
+step "end to end: Chromium, the real server, Garage"
+cargo build -p upload-server
+bash tests/e2e/run.sh
