@@ -63,6 +63,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Directory served at `/` (the upload page); `None` serves no page.
     pub static_dir: Option<PathBuf>,
+    /// The browser client's npm package, served at `/pkg/` for the page.
+    pub pkg_dir: Option<PathBuf>,
     /// Days after which `bucket setup`'s lifecycle rule aborts incomplete multipart uploads.
     pub abort_incomplete_days: i32,
 }
@@ -97,6 +99,7 @@ pub struct ConfigBuilder {
     cors_origins: Option<Vec<String>>,
     rate_limit: Option<u32>,
     static_dir: Option<PathBuf>,
+    pkg_dir: Option<PathBuf>,
     abort_incomplete_days: Option<i32>,
 }
 
@@ -140,6 +143,7 @@ impl ConfigBuilder {
     /// | `UPLOAD_CORS_ORIGINS` | comma-separated origins allowed to call the API | same origin only |
     /// | `UPLOAD_RATE_LIMIT` | API requests per second per owner, 0 = off | `50` |
     /// | `UPLOAD_STATIC_DIR` | directory served at `/` | `www` if it exists |
+    /// | `UPLOAD_PKG_DIR` | browser package served at `/pkg/` | `crates/upload-wasm/pkg` if it exists |
     /// | `UPLOAD_ABORT_INCOMPLETE_DAYS` | lifecycle rule of `bucket setup` | `2` |
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(ConfigBuilder {
@@ -162,6 +166,7 @@ impl ConfigBuilder {
             cors_origins: env("UPLOAD_CORS_ORIGINS").map(|v| list(&v)),
             rate_limit: env_parse("UPLOAD_RATE_LIMIT")?,
             static_dir: env("UPLOAD_STATIC_DIR").map(PathBuf::from),
+            pkg_dir: env("UPLOAD_PKG_DIR").map(PathBuf::from),
             abort_incomplete_days: env_parse("UPLOAD_ABORT_INCOMPLETE_DAYS")?,
         })
     }
@@ -261,6 +266,11 @@ impl ConfigBuilder {
         self.static_dir = Some(dir.into());
         self
     }
+    /// Browser package directory served at `/pkg/`.
+    pub fn pkg_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pkg_dir = Some(dir.into());
+        self
+    }
 
     /// Validates and fills in defaults.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -333,6 +343,10 @@ impl ConfigBuilder {
             let default = PathBuf::from("www");
             default.join("index.html").is_file().then_some(default)
         });
+        let pkg_dir = self.pkg_dir.or_else(|| {
+            let default = PathBuf::from("crates/upload-wasm/pkg");
+            default.join("upload_wasm.js").is_file().then_some(default)
+        });
         let abort_incomplete_days = self.abort_incomplete_days.unwrap_or(2);
         if abort_incomplete_days < 1 {
             return Err(config_error("UPLOAD_ABORT_INCOMPLETE_DAYS", "must be at least 1"));
@@ -352,6 +366,7 @@ impl ConfigBuilder {
             cors_origins,
             rate_limit: self.rate_limit.unwrap_or(50),
             static_dir,
+            pkg_dir,
             abort_incomplete_days,
         })
     }

@@ -42,6 +42,9 @@ pub(crate) fn router(state: AppState) -> Router {
         origins.push(state.config().public_url.clone());
         app = app.nest_service("/storage/v1", crate::storage::local_http::router(local, &origins));
     }
+    if let Some(dir) = &state.config().pkg_dir {
+        app = app.nest_service("/pkg", ServeDir::new(dir));
+    }
     if let Some(dir) = &state.config().static_dir {
         app = app.fallback_service(ServeDir::new(dir));
     }
