@@ -67,6 +67,10 @@ pub struct Config {
     pub pkg_dir: Option<PathBuf>,
     /// Days after which `bucket setup`'s lifecycle rule aborts incomplete multipart uploads.
     pub abort_incomplete_days: i32,
+    /// How often the sweeper runs; `None` turns it off.
+    pub sweep_interval: Option<Duration>,
+    /// How long past its window an upload is left alone before it is expired.
+    pub sweep_grace: Duration,
 }
 
 impl Config {
@@ -101,6 +105,8 @@ pub struct ConfigBuilder {
     static_dir: Option<PathBuf>,
     pkg_dir: Option<PathBuf>,
     abort_incomplete_days: Option<i32>,
+    sweep_interval: Option<u64>,
+    sweep_grace: Option<u64>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -145,6 +151,8 @@ impl ConfigBuilder {
     /// | `UPLOAD_STATIC_DIR` | directory served at `/` | `www` if it exists |
     /// | `UPLOAD_PKG_DIR` | browser package served at `/pkg/` | `crates/upload-wasm/pkg` if it exists |
     /// | `UPLOAD_ABORT_INCOMPLETE_DAYS` | lifecycle rule of `bucket setup` | `2` |
+    /// | `UPLOAD_SWEEP_INTERVAL` | seconds between sweeps of abandoned uploads, 0 = off | `300` |
+    /// | `UPLOAD_SWEEP_GRACE` | seconds past its window before an upload is expired | `900` |
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(ConfigBuilder {
             listen: env("UPLOAD_LISTEN"),
@@ -168,6 +176,8 @@ impl ConfigBuilder {
             static_dir: env("UPLOAD_STATIC_DIR").map(PathBuf::from),
             pkg_dir: env("UPLOAD_PKG_DIR").map(PathBuf::from),
             abort_incomplete_days: env_parse("UPLOAD_ABORT_INCOMPLETE_DAYS")?,
+            sweep_interval: env_parse("UPLOAD_SWEEP_INTERVAL")?,
+            sweep_grace: env_parse("UPLOAD_SWEEP_GRACE")?,
         })
     }
 
@@ -264,6 +274,16 @@ impl ConfigBuilder {
     /// Directory served at `/`.
     pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.static_dir = Some(dir.into());
+        self
+    }
+    /// Seconds between sweeps; 0 turns the sweeper off.
+    pub fn sweep_interval_secs(mut self, secs: u64) -> Self {
+        self.sweep_interval = Some(secs);
+        self
+    }
+    /// Seconds past its window before an upload is expired.
+    pub fn sweep_grace_secs(mut self, secs: u64) -> Self {
+        self.sweep_grace = Some(secs);
         self
     }
     /// Browser package directory served at `/pkg/`.
@@ -368,6 +388,8 @@ impl ConfigBuilder {
             static_dir,
             pkg_dir,
             abort_incomplete_days,
+            sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
+            sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
         })
     }
 }

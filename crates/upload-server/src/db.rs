@@ -275,6 +275,49 @@ impl Db {
         .await
     }
 
+    /// Claims an overdue pending upload for cleanup (pending -> expired,
+    /// cleanup pending). Returns false when another request or instance got
+    /// there first.
+    pub async fn claim_expired(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'expired', cleanup_pending = 1, updated_at = ? WHERE id = ? AND state = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Expired uploads whose cleanup was claimed before `before_ms` and never finished.
+    pub async fn stale_cleanups(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE cleanup_pending = 1 AND updated_at < ? ORDER BY updated_at LIMIT ?"
+        ))
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Re-claims a stale cleanup (compare-and-set on its timestamp).
+    pub async fn touch_cleanup(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ? AND cleanup_pending = 1 AND updated_at < ?")
+                .bind(now_ms)
+                .bind(id)
+                .bind(now_ms - 1000)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks an upload's storage clean.
+    pub async fn finish_cleanup(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await.map(|row| {

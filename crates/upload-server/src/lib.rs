@@ -22,6 +22,7 @@ pub mod db;
 pub mod error;
 mod rate_limit;
 pub mod storage;
+pub mod sweeper;
 pub mod time_util;
 
 use std::sync::Arc;

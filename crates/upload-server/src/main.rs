@@ -76,7 +76,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let sweep = config.sweep_interval.map(|interval| (interval, config.sweep_grace));
     let state = AppState::from_config(config).await?;
+    if let Some((interval, grace)) = sweep {
+        tokio::spawn(upload_server::sweeper::run(state.clone(), interval, grace));
+    }
     tracing::info!("listening on http://{addr} (API under /api/v1)");
     println!("upload-server listening on http://{addr}");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;

@@ -25,3 +25,4 @@ mod errors;
 mod flows;
 mod names;
 mod store_enforces;
+mod sweeper;

@@ -166,8 +166,12 @@ pub(crate) async fn sign_parts(
             return Err(ApiError::invalid(format!("sha256 of part {n} is not the base64 of a SHA-256 digest")));
         }
     }
-    // A URL never outlives the upload's window.
-    let ttl = state.config().url_ttl.min(std::time::Duration::from_millis((row.expires_at - now) as u64));
+    // A URL never outlives the upload's window, and one that would live
+    // under a second is of no use (SigV4 counts whole seconds).
+    let ttl = state.config().url_ttl.min(std::time::Duration::from_secs(((row.expires_at - now) / 1000) as u64));
+    if ttl.is_zero() {
+        return Err(expired_error(&row));
+    }
     let expires_at = rfc3339(now + ttl.as_millis() as i64);
     let mut parts = Vec::with_capacity(request.part_numbers.len());
     let plan = PartPlan {

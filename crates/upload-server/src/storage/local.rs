@@ -192,6 +192,24 @@ impl LocalStorage {
         write_json_atomic(self, &dir.join(format!("part-{part_number:05}.json")), meta).await
     }
 
+    /// Removes temporary files older than `age`: what crashed or abandoned
+    /// writes left behind. Never touches objects or parts in place.
+    pub async fn remove_stale_temp(&self, age: Duration) {
+        let Ok(mut entries) = tokio::fs::read_dir(self.root.join("tmp")).await else { return };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let stale = entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age);
+            if stale {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+
     fn unix(at: OffsetDateTime) -> i64 {
         at.unix_timestamp()
     }

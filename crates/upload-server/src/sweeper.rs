@@ -1,0 +1,98 @@
+//! Cleans up what users walked away from: pending uploads past their window
+//! (plus a grace period, since a POST that started before the deadline may
+//! still be running) become `expired`, and their object or multipart upload
+//! is removed from storage.
+//!
+//! Safe with several server instances on one database: an upload is claimed
+//! by a compare-and-set from `pending` to `expired` (only one instance wins),
+//! and `cleanup_pending` stays set until storage is clean, so a cleanup that
+//! failed (store down, instance killed) is retried later instead of lost.
+
+use std::time::Duration;
+
+use upload_core::wire::UploadState;
+
+use crate::AppState;
+use crate::db::UploadRow;
+use crate::storage::StorageError;
+use crate::time_util::now_ms;
+
+/// Uploads handled per batch.
+const BATCH: u32 = 100;
+/// A claimed cleanup not finished after this long is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Uploads this instance marked expired.
+    pub expired: u64,
+    /// Uploads whose storage was cleaned.
+    pub cleaned: u64,
+    /// Cleanups that failed and will be retried.
+    pub failed: u64,
+}
+
+/// One pass: expire overdue uploads and clean their storage.
+pub async fn sweep_once(state: &AppState, grace: Duration) -> Result<SweepReport, sqlx::Error> {
+    let mut report = SweepReport::default();
+    let db = state.db();
+    loop {
+        let overdue = db.overdue_pending(now_ms() - grace.as_millis() as i64, BATCH).await?;
+        let batch_len = overdue.len();
+        for row in overdue {
+            if db.claim_expired(&row.id, now_ms()).await? {
+                report.expired += 1;
+                clean(state, &row, &mut report).await?;
+            }
+        }
+        if batch_len < BATCH as usize {
+            break;
+        }
+    }
+    for row in db.stale_cleanups(now_ms() - RETRY_AFTER.as_millis() as i64, BATCH).await? {
+        if db.touch_cleanup(&row.id, now_ms()).await? {
+            clean(state, &row, &mut report).await?;
+        }
+    }
+    if let Some(local) = state.local_storage() {
+        local.remove_stale_temp(Duration::from_secs(24 * 3600)).await;
+    }
+    Ok(report)
+}
+
+async fn clean(state: &AppState, row: &UploadRow, report: &mut SweepReport) -> Result<(), sqlx::Error> {
+    let result: Result<(), StorageError> = async {
+        if let Some(upload_id) = &row.multipart_upload_id {
+            state.storage().abort_multipart(&row.object_key, upload_id).await?;
+        }
+        state.storage().delete(&row.object_key).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            state.db().finish_cleanup(&row.id).await?;
+            report.cleaned += 1;
+            tracing::info!(id = row.id, state = UploadState::Expired.as_str(), "abandoned upload cleaned up");
+        }
+        Err(e) => {
+            report.failed += 1;
+            tracing::warn!(id = row.id, error = %e, "cleanup failed; will retry");
+        }
+    }
+    Ok(())
+}
+
+/// Sweeps every `interval` until the process ends.
+pub async fn run(state: AppState, interval: Duration, grace: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match sweep_once(&state, grace).await {
+            Ok(report) if report != SweepReport::default() => tracing::info!(?report, "sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+    }
+}
