@@ -25,7 +25,7 @@ mod tests {
 
     #[test]
     fn formats_utc_seconds() {
-        assert_eq!(rfc3339(1_795_000_000_123), "2026-11-18T09:46:40Z");
+        assert_eq!(rfc3339(1_795_000_000_123), "2026-11-18T11:06:40Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }
