@@ -14,4 +14,5 @@ fi
 if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm ]]; then
   bash scripts/build-wasm.sh
 fi
-exec node "$here/run.mjs"
+node "$here/run.mjs"
+node "$here/page.mjs" # the upload page (www/) against the embedded default
