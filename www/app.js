@@ -308,7 +308,9 @@ class Item {
       // A refused file sent nothing: an empty bar and "0 B of" would only be noise.
       if (refused || this.upload.loaded === 0) {
         this.q("progress").hidden = true;
-        this.q(".bytes").textContent = formatBytes(this.file.size);
+        // Just over the limit rounds to the limit ("1.0 MiB"): give the bytes too.
+        const exact = err?.code === "file_too_large" ? ` (${this.file.size.toLocaleString()} bytes)` : "";
+        this.q(".bytes").textContent = formatBytes(this.file.size) + exact;
       }
       const message = describe(err, this.file);
       const p = this.q(".error");

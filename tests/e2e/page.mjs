@@ -127,6 +127,8 @@ async function startServer(name, extra) {
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
+  // Screenshots of failures from an earlier run would mislead.
+  for (const f of fs.readdirSync(artifacts)) if (/^(page-|failed-).*\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
   const bin = path.resolve(root, process.env.UPLOAD_SERVER_BIN || "target/debug/upload-server");
   assert(fs.existsSync(bin), `${bin} not found: cargo build -p upload-server`);
   assert(fs.existsSync(path.join(root, "crates/upload-wasm/pkg/upload_wasm_bg.wasm")), "crates/upload-wasm/pkg missing: scripts/build-wasm.sh");
@@ -326,6 +328,10 @@ async function main() {
       assert(!(await page.locator("#more").isVisible()), "More is gone after the last page");
       const files = (await a.api("GET", "/files")).body.files;
       assertEq(JSON.stringify(await rowIds()), JSON.stringify(files.map((f) => f.id)), "rows across pages in the server's order");
+      // The same page on a phone-sized screen, for a look.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.screenshot({ path: path.join(artifacts, "page-narrow.png"), fullPage: true });
+      await page.setViewportSize({ width: 1100, height: 900 });
     }],
     ["A: delete removes a file, and it stays gone after a reload", async () => {
       await open(`${a.origin}/`);
@@ -375,6 +381,29 @@ async function main() {
       assertEq(await stateOf(flaky.name), "done", "state after Try again");
       assert(await item(flaky.name).locator(".error").isHidden(), "error hidden after success");
       assertEq(await row(flaky.name).count(), 1, "listed after Try again");
+    }],
+    ["A: files dropped on the drop area upload too", async () => {
+      await open(`${a.origin}/`);
+      // A DataTransfer built in the page, as a drag from the desktop delivers it.
+      const size = 150 * 1024 + 3;
+      const bytes = Buffer.alloc(size, 0);
+      for (let k = 0; k < size; k++) bytes[k] = (k * 31 + 7) & 0xff;
+      const expected = crypto.createHash("sha256").update(bytes).digest("hex");
+      const dataTransfer = await page.evaluateHandle((size) => {
+        const b = new Uint8Array(size);
+        for (let k = 0; k < size; k++) b[k] = (k * 31 + 7) & 0xff;
+        const dt = new DataTransfer();
+        dt.items.add(new File([b], "dropped.bin", { type: "application/octet-stream" }));
+        return dt;
+      }, size);
+      await page.dispatchEvent(".drop-label", "dragenter", { dataTransfer });
+      assert(await page.locator("#drop.over").count(), "the drop area highlights while dragging");
+      await page.dispatchEvent(".drop-label", "drop", { dataTransfer });
+      await waitSettled(["dropped.bin"], 30000);
+      assertEq(await stateOf("dropped.bin"), "done", "state");
+      assertEq(await page.locator("#drop.over").count(), 0, "highlight after the drop");
+      const [download] = await Promise.all([page.waitForEvent("download"), row("dropped.bin").getByRole("link", { name: "Download dropped.bin" }).click()]);
+      assertEq(await sha256File(await download.path()), expected, "SHA-256 of the dropped file");
     }],
     ["B: with UPLOAD_JWT_SECRET and no token, the page asks for one", async () => {
       await open(`${b.origin}/`);
