@@ -92,7 +92,8 @@ async function startServer(name, extra) {
     UPLOAD_LISTEN: `127.0.0.1:${port}`,
     UPLOAD_DATA_DIR: path.join(tmp, name),
     UPLOAD_STATIC_DIR: "www",
-    UPLOAD_PKG_DIR: "crates/upload-wasm/pkg",
+    // No UPLOAD_PKG_DIR: the package is found at its default place,
+    // crates/upload-wasm/pkg, as for a newcomer's `cargo run`.
     ...extra,
   });
   fs.mkdirSync(env.UPLOAD_DATA_DIR, { recursive: true });
@@ -169,8 +170,8 @@ async function main() {
     XMLHttpRequest.prototype.send = function (...args) {
       if (this.__write) {
         s.max = Math.max(s.max, ++s.active);
-        // Done at readyState 4, which comes before "load" and "loadend": the
-        // client may start the next request from there, as it may.
+        // Over at readyState 4, which comes before "load" and "loadend";
+        // the client rightly starts the next request from there.
         let open = true;
         const done = () => open && !(open = false) && s.active--;
         this.addEventListener("readystatechange", () => this.readyState === 4 && done());
