@@ -82,7 +82,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(upload_server::sweeper::run(state.clone(), interval, grace));
     }
     tracing::info!("listening on http://{addr} (API under /api/v1)");
-    println!("upload-server listening on http://{addr}");
+    println!("upload-server listening on http://{addr} (API under /api/v1)");
+    if state.config().static_dir.is_some() {
+        println!("open http://{addr}/ to upload files");
+    }
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(())
