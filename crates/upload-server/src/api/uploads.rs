@@ -288,7 +288,10 @@ pub(crate) async fn complete(
         name: row.name.clone(),
         size: info.size as i64,
         content_type: row.content_type.clone(),
-        sha256: info.checksum_sha256.clone().or(row.sha256.clone()),
+        // A whole-object SHA-256 the store verified; composite multipart
+        // checksums (`...-N`) are not one. Otherwise the declared digest,
+        // which for single POSTs the store has checked against the policy.
+        sha256: info.checksum_sha256.clone().filter(|s| is_base64_sha256(s)).or(row.sha256.clone()),
         meta: row.meta.clone(),
         created_at: now_ms(),
     };
