@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use time::OffsetDateTime;
-use upload_core::wire::CompletedPart;
 use upload_server::storage::{PartTarget, PostTarget, Storage, StorageError};
 use upload_tests::{Backend, TestServer, bytes, sha256_b64};
 
@@ -84,9 +83,8 @@ async fn multipart_parts_list_complete_abort(backend: Backend) {
     let storage: &dyn Storage = server.state.storage();
     let key = unique_key(&server, "big.bin");
     let data = bytes(5 * MIB + 1234, 2);
-    let upload_id = storage.create_multipart(&key, "application/x-test").await.unwrap();
+    let upload_id = storage.create_multipart(&key, "application/x-test", true).await.unwrap();
     let ranges = [(1u32, 0..5 * MIB), (2, 5 * MIB..data.len())];
-    let mut completed = Vec::new();
     // Part 2 first: order of arrival does not matter.
     for (number, range) in ranges.iter().rev() {
         let target = PartTarget {
@@ -99,7 +97,6 @@ async fn multipart_parts_list_complete_abort(backend: Backend) {
         let signed = storage.presign_part(&target, Duration::from_secs(60)).await.unwrap();
         let response = put(&server, &signed.url, &signed.headers, data[range.clone()].to_vec()).await;
         assert_eq!(response.status(), 200, "part {number}: {:?}", response.text().await);
-        completed.push(CompletedPart { part_number: *number, etag: String::new() });
     }
     let listed = storage.list_parts(&key, &upload_id).await.unwrap();
     assert_eq!(
@@ -107,9 +104,8 @@ async fn multipart_parts_list_complete_abort(backend: Backend) {
         vec![(1, 5 * MIB as u64), (2, 1234)]
     );
     assert!(listed.iter().all(|p| !p.etag.is_empty()));
-    let parts: Vec<CompletedPart> =
-        listed.iter().map(|p| CompletedPart { part_number: p.part_number, etag: p.etag.clone() }).collect();
-    storage.complete_multipart(&key, &upload_id, &parts).await.unwrap();
+    assert!(listed.iter().all(|p| p.sha256.is_some()), "part checksums are listed: {listed:?}");
+    storage.complete_multipart(&key, &upload_id, &listed).await.unwrap();
     let info = storage.head(&key).await.unwrap().expect("assembled");
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(info.content_type.as_deref(), Some("application/x-test"));
@@ -119,7 +115,7 @@ async fn multipart_parts_list_complete_abort(backend: Backend) {
 
     // Abort: the parts are gone; aborting again (or an unknown id) succeeds.
     let key2 = unique_key(&server, "aborted.bin");
-    let upload_id = storage.create_multipart(&key2, "application/octet-stream").await.unwrap();
+    let upload_id = storage.create_multipart(&key2, "application/octet-stream", false).await.unwrap();
     let target = PartTarget { key: &key2, upload_id: &upload_id, part_number: 1, length: 10, sha256: None };
     let signed = storage.presign_part(&target, Duration::from_secs(60)).await.unwrap();
     assert_eq!(put(&server, &signed.url, &signed.headers, bytes(10, 3)).await.status(), 200);
@@ -139,7 +135,7 @@ async fn a_part_with_the_wrong_checksum_is_refused(backend: Backend) {
     let server = TestServer::start(backend, |c| c).await;
     let storage: &dyn Storage = server.state.storage();
     let key = unique_key(&server, "sum.bin");
-    let upload_id = storage.create_multipart(&key, "application/octet-stream").await.unwrap();
+    let upload_id = storage.create_multipart(&key, "application/octet-stream", true).await.unwrap();
     let good = bytes(1000, 4);
     let mut bad = good.clone();
     bad[500] ^= 0xff;
@@ -166,7 +162,7 @@ async fn forged_and_expired_part_urls_are_refused(backend: Backend) {
     let server = TestServer::start(backend, |c| c).await;
     let storage: &dyn Storage = server.state.storage();
     let key = unique_key(&server, "forged.bin");
-    let upload_id = storage.create_multipart(&key, "application/octet-stream").await.unwrap();
+    let upload_id = storage.create_multipart(&key, "application/octet-stream", true).await.unwrap();
     let target = PartTarget { key: &key, upload_id: &upload_id, part_number: 1, length: 10, sha256: None };
     let signed = storage.presign_part(&target, Duration::from_secs(60)).await.unwrap();
     let last = signed.url.chars().last().unwrap();

@@ -45,6 +45,11 @@ pub struct CreateUpload {
     /// Application data stored with the file.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// For multipart uploads: the client will give the SHA-256 of every
+    /// part when asking for its URL, and the store verifies each part (and,
+    /// on S3, keeps a composite checksum).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub part_checksums: bool,
 }
 
 /// How the browser sends the bytes; chosen by the server.
@@ -183,6 +188,9 @@ pub struct StoredPart {
     pub etag: String,
     /// Bytes stored.
     pub size: u64,
+    /// Base64 SHA-256 the store verified for this part, when it was signed with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// `GET /uploads/{id}`.

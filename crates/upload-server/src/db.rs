@@ -44,6 +44,8 @@ pub struct UploadRow {
     pub uploader: String,
     /// The store's multipart upload id.
     pub multipart_upload_id: Option<String>,
+    /// Every part must be signed with its SHA-256.
+    pub part_checksums: bool,
     /// Part size, for multipart.
     pub part_size: Option<i64>,
     /// Part count, for multipart.
@@ -110,7 +112,7 @@ impl FileRow {
 }
 
 const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-    multipart_upload_id, part_size, part_count, state, created_at, expires_at";
+    multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at";
 const FILE_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, created_at";
 
 impl Db {
@@ -145,8 +147,8 @@ impl Db {
     pub async fn insert_upload(&self, row: &UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-             multipart_upload_id, part_size, part_count, state, created_at, expires_at, updated_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
+             multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
              WHERE (SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?) < ?",
         )
         .bind(&row.id)
@@ -159,6 +161,7 @@ impl Db {
         .bind(&row.meta)
         .bind(&row.uploader)
         .bind(&row.multipart_upload_id)
+        .bind(row.part_checksums)
         .bind(row.part_size)
         .bind(row.part_count)
         .bind(row.created_at)

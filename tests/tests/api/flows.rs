@@ -166,7 +166,59 @@ async fn files_are_listed_newest_first_with_cursor_paging(backend: Backend) {
     assert_eq!(seen, ids, "every file once, newest first");
 }
 
+async fn multipart_with_part_checksums(backend: Backend) {
+    const MIB: usize = 1024 * 1024;
+    let server = TestServer::start(backend, |c| c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64)).await;
+    let client = server.as_owner("sums");
+    let data = bytes(7 * MIB, 21);
+    let response = client.post("/uploads", json!({"name": "x.bin", "size": data.len(), "part_checksums": true})).await;
+    let upload = json_ok(response, StatusCode::CREATED).await;
+    let id = upload["id"].as_str().unwrap();
+    // Every part must come with its checksum.
+    upload_tests::expect_error(
+        client.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1]})).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let ranges = [0..5 * MIB, 5 * MIB..data.len()];
+    let sums: serde_json::Map<String, serde_json::Value> =
+        ranges.iter().enumerate().map(|(i, r)| ((i + 1).to_string(), json!(sha256_b64(&data[r.clone()])))).collect();
+    let signed = json_ok(
+        client.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1, 2], "sha256": sums})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut parts = Vec::new();
+    for (i, range) in ranges.iter().enumerate() {
+        let part = &signed["parts"][i];
+        let send = |body: Vec<u8>| {
+            let mut request = server.http.put(part["url"].as_str().unwrap()).body(body);
+            for (k, v) in part["headers"].as_object().unwrap() {
+                request = request.header(k, v.as_str().unwrap());
+            }
+            request.send()
+        };
+        // A corrupted copy is refused by the store; the right bytes pass.
+        let mut corrupted = data[range.clone()].to_vec();
+        corrupted[1000] ^= 0x40;
+        assert_eq!(send(corrupted).await.unwrap().status(), 400, "part {} corrupted but accepted", i + 1);
+        let response = send(data[range.clone()].to_vec()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        parts.push(json!({"part_number": i + 1, "etag": response.headers()["etag"].to_str().unwrap()}));
+    }
+    let status = json_ok(client.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["parts"][0]["sha256"], sums["1"]);
+    let done =
+        json_ok(client.post(&format!("/uploads/{id}/complete"), json!({"parts": parts})).await, StatusCode::OK).await;
+    assert_eq!(done["file"]["size"], data.len());
+    let download = json_ok(client.get(&format!("/files/{id}")).await, StatusCode::OK).await;
+    let body = server.http.get(download["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_b64(&body), sha256_b64(&data));
+}
+
 on_every_backend!(
+    multipart_with_part_checksums,
     single_post_upload_download_and_delete,
     multipart_upload_with_part_puts_then_download,
     aborting_a_multipart_upload_removes_it_from_the_store,

@@ -63,6 +63,7 @@ pub(crate) async fn create(
         meta: serde_json::to_string(&request.meta).map_err(ApiError::internal)?,
         uploader: S3.to_owned(),
         multipart_upload_id: None,
+        part_checksums: false,
         part_size: None,
         part_count: None,
         state: UploadState::Pending.as_str().to_owned(),
@@ -72,7 +73,8 @@ pub(crate) async fn create(
     let plan = if multipart {
         let parts = plan_parts(request.size, config.part_size)
             .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
-        let upload_id = state.storage().create_multipart(&key, &row.content_type).await?;
+        let upload_id = state.storage().create_multipart(&key, &row.content_type, request.part_checksums).await?;
+        row.part_checksums = request.part_checksums;
         row.uploader = S3_MULTIPART.to_owned();
         row.multipart_upload_id = Some(upload_id.clone());
         row.part_size = Some(parts.part_size as i64);
@@ -157,6 +159,13 @@ pub(crate) async fn sign_parts(
         if !seen.insert(n) {
             return Err(ApiError::invalid(format!("part number {n} is asked for twice")));
         }
+    }
+    if row.part_checksums
+        && let Some(n) = request.part_numbers.iter().find(|n| !request.sha256.contains_key(n))
+    {
+        return Err(ApiError::invalid(format!(
+            "this upload was created with part_checksums: give the sha256 of part {n}"
+        )));
     }
     for (n, sha256) in &request.sha256 {
         if !seen.contains(n) {
@@ -371,11 +380,9 @@ async fn complete_multipart(
             ));
         }
     }
-    let with_stored_etags: Vec<CompletedPart> = parts
-        .iter()
-        .map(|p| CompletedPart { part_number: p.part_number, etag: by_number[&p.part_number].etag.clone() })
-        .collect();
-    match state.storage().complete_multipart(&row.object_key, upload_id, &with_stored_etags).await {
+    // What the store listed (ETags and part checksums), in the client's order.
+    let stored_parts: Vec<StoredPart> = parts.iter().map(|p| by_number[&p.part_number].clone()).collect();
+    match state.storage().complete_multipart(&row.object_key, upload_id, &stored_parts).await {
         Ok(()) | Err(StorageError::NotFound) => {}
         Err(StorageError::Rejected(why)) => {
             return Err(ApiError::new(

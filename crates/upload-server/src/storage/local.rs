@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use upload_core::wire::{CompletedPart, StoredPart};
+use upload_core::wire::StoredPart;
 
 use super::post_policy::{SigningCredentials, sign_post_form};
 use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
@@ -252,7 +252,12 @@ impl Storage for LocalStorage {
         Ok(PresignedForm { url: format!("{}/form", self.base_url), fields })
     }
 
-    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        _part_checksums: bool,
+    ) -> Result<String, StorageError> {
         let upload_id = ulid::Ulid::new().to_string();
         let dir = self.multipart_dir(&upload_id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err("creating the multipart upload", e))?;
@@ -296,19 +301,19 @@ impl Storage for LocalStorage {
                 continue;
             };
             if let Some(meta) = read_json::<PartMeta>(&entry.path()).await? {
-                parts.push(StoredPart { part_number: number, etag: meta.etag, size: meta.size });
+                parts.push(StoredPart {
+                    part_number: number,
+                    etag: meta.etag,
+                    size: meta.size,
+                    sha256: Some(meta.sha256),
+                });
             }
         }
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-    ) -> Result<(), StorageError> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[StoredPart]) -> Result<(), StorageError> {
         let upload = self.read_multipart(upload_id).await?;
         if upload.key != key {
             return Err(StorageError::NotFound);

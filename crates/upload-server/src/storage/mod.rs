@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use upload_core::wire::{CompletedPart, StoredPart};
+use upload_core::wire::StoredPart;
 
 pub mod local;
 pub(crate) mod local_http;
@@ -103,8 +103,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Signs a POST form whose policy allows exactly this object.
     async fn presign_post(&self, target: &PostTarget<'_>) -> Result<PresignedForm, StorageError>;
 
-    /// Starts a multipart upload and returns the store's upload id.
-    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError>;
+    /// Starts a multipart upload and returns the store's upload id. With
+    /// `part_checksums`, every part will carry a SHA-256 (S3 needs to know
+    /// at creation: `ChecksumAlgorithm=SHA256`).
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        part_checksums: bool,
+    ) -> Result<String, StorageError>;
 
     /// Signs a PUT of one part of `length` bytes; a checksum given is signed
     /// in, so the store refuses other bytes. The local backend also pins the
@@ -117,8 +124,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StorageError>;
 
     /// Assembles the parts into the object.
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[CompletedPart])
-    -> Result<(), StorageError>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[StoredPart]) -> Result<(), StorageError>;
 
     /// Drops a multipart upload and its parts; succeeds if it is already gone.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError>;

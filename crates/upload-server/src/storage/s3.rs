@@ -18,11 +18,11 @@ use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumVal
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ChecksumMode, CompletedMultipartUpload,
-    CorsConfiguration, CorsRule, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ChecksumAlgorithm, ChecksumMode,
+    CompletedMultipartUpload, CorsConfiguration, CorsRule, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
 };
 use time::OffsetDateTime;
-use upload_core::wire::{CompletedPart, StoredPart};
+use upload_core::wire::StoredPart;
 
 use super::post_policy::{SigningCredentials, sign_post_form};
 use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
@@ -261,13 +261,19 @@ impl Storage for S3Storage {
         Ok(PresignedForm { url: self.post_url.clone(), fields })
     }
 
-    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        part_checksums: bool,
+    ) -> Result<String, StorageError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(key)
             .content_type(content_type)
+            .set_checksum_algorithm(part_checksums.then_some(ChecksumAlgorithm::Sha256))
             .send()
             .await
             .map_err(map_err)?;
@@ -317,6 +323,7 @@ impl Storage for S3Storage {
                     part_number: part.part_number.unwrap_or(0).max(0) as u32,
                     etag: part.e_tag.clone().unwrap_or_default(),
                     size: part.size.unwrap_or(0).max(0) as u64,
+                    sha256: part.checksum_sha256.clone(),
                 });
             }
             match (out.is_truncated, out.next_part_number_marker) {
@@ -328,12 +335,7 @@ impl Storage for S3Storage {
         Ok(parts)
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-    ) -> Result<(), StorageError> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[StoredPart]) -> Result<(), StorageError> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -342,6 +344,7 @@ impl Storage for S3Storage {
                         aws_sdk_s3::types::CompletedPart::builder()
                             .part_number(p.part_number as i32)
                             .e_tag(&p.etag)
+                            .set_checksum_sha256(p.sha256.clone())
                             .build()
                     })
                     .collect(),
