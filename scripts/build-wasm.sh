@@ -4,7 +4,10 @@
 #   crates/upload-wasm/pkg-bundler  --target bundler  (for webpack, Vite, Rollup...)
 # with the size profile `wasm-release` (opt-level z, LTO, 1 codegen unit,
 # panic abort) and wasm-opt -Oz from the npm package binaryen@132 (Debian's
-# binaryen is too old to read current rustc output). Tools: scripts/install-tools.sh.
+# binaryen is too old to read current rustc output); the JS (wasm-bindgen's
+# glue and src/transport.js) is minified with terser, from
+# crates/upload-wasm/tools (installed here with `npm ci` when missing).
+# Tools: scripts/install-tools.sh.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -26,6 +29,12 @@ if [[ $have != "$want" ]]; then
   exit 1
 fi
 
+tools=crates/upload-wasm/tools
+if [[ ! -x $tools/node_modules/.bin/terser ]]; then
+  (cd "$tools" && npm ci --no-audit --no-fund)
+fi
+terser=$root/$tools/node_modules/.bin/terser
+
 for target in web bundler; do
   out=pkg
   [[ $target == bundler ]] && out=pkg-bundler
@@ -33,7 +42,13 @@ for target in web bundler; do
   # we run the pinned one ourselves below.
   wasm-pack build --mode no-install --no-opt --profile wasm-release --target "$target" --out-dir "$out" crates/upload-wasm
   wasm="crates/upload-wasm/$out/upload_wasm_bg.wasm"
-  "$wasm_opt" -Oz --strip-debug --strip-producers -o "$wasm.opt" "$wasm"
+  "$wasm_opt" -Oz --converge --strip-debug --strip-producers --strip-target-features -o "$wasm.opt" "$wasm"
   mv "$wasm.opt" "$wasm"
+  # Minified as any shipped JS is (the sizes Uppy and others quote are
+  # min + gzip); the .d.ts keeps the documentation. Class names are kept.
+  while IFS= read -r js; do
+    "$terser" "$js" --module --compress passes=2 --mangle --keep-classnames --comments '/@ts-self-types/' -o "$js.min"
+    mv "$js.min" "$js"
+  done < <(find "crates/upload-wasm/$out" -name '*.js')
 done
 echo "build-wasm: built crates/upload-wasm/pkg and crates/upload-wasm/pkg-bundler"

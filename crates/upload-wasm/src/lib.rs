@@ -5,35 +5,61 @@
 //! chunked resumable session), and tells the API when they are stored.
 //! See `README.md` for the JS API.
 //!
+//! The work is split: `transport.js` (hand-written) does the plumbing -
+//! fetch, XMLHttpRequest, timers, promises, the pool of request slots - and
+//! asks [`policy`] for every decision (constraint checks with upload-core,
+//! part ranges, error codes, retries, chunk offsets, progress). The exported
+//! classes here wrap its objects. A Rust async state machine per flow cost
+//! the .wasm three times what the JS costs.
+//!
 //! Architecture invariant: this is the only crate that touches `JsValue`; the
 //! rules (constraints, part ranges, codes) come from `upload-core`, so the
 //! browser refuses exactly what the server would.
 
-mod api;
-mod flow;
 mod js;
 mod liveview;
-mod plans;
+mod policy;
+#[cfg(all(test, target_arch = "wasm32"))]
 mod sched;
-mod task;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
 
-use std::rc::Rc;
-
-use js_sys::{Function, Promise};
+use js_sys::Promise;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, future_to_promise};
 use web_sys::Blob;
 
-use crate::api::Api;
-use crate::flow::{Shared, constraints_from, declare};
-use crate::js::{Fail, get, get_str, get_u64, promise_with_resolver};
-use crate::sched::Semaphore;
-use crate::task::{Ctx, Retry, Sink, Task};
-
 pub use crate::liveview::Uploaders;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+#[wasm_bindgen(module = "/src/transport.js")]
+extern "C" {
+    /// The object behind an `Uploader` (see transport.js); throws the
+    /// `UploadError` of bad options.
+    #[wasm_bindgen(catch, js_name = makeUploader)]
+    fn make_uploader(options: &JsValue, policy: &JsValue, max_sign: u32) -> Result<JsValue, JsValue>;
+    /// `o[method](a, b)`.
+    fn invoke(o: &JsValue, method: &str, a: &JsValue, b: &JsValue) -> JsValue;
+    pub(crate) fn liveview(kind: &str, entries: &JsValue, on_view_error: &JsValue, policy: &JsValue);
+}
+
+thread_local! {
+    // The one function through which transport.js asks for decisions.
+    static POLICY: JsValue =
+        Closure::<dyn Fn(u32, JsValue, JsValue, JsValue, JsValue) -> JsValue>::new(policy::dispatch).into_js_value();
+}
+
+pub(crate) fn policy() -> JsValue {
+    POLICY.with(JsValue::clone)
+}
+
+fn call0(o: &JsValue, method: &str) -> JsValue {
+    invoke(o, method, &JsValue::UNDEFINED, &JsValue::UNDEFINED)
+}
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -110,8 +136,7 @@ export interface UploadError extends Error {
 /// Uploads files through one upload API.
 #[wasm_bindgen]
 pub struct Uploader {
-    shared: Rc<Shared>,
-    ctx: Rc<Ctx>,
+    inner: JsValue,
 }
 
 #[wasm_bindgen]
@@ -122,36 +147,21 @@ impl Uploader {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "UploaderOptions")] options: JsValue,
     ) -> Result<Uploader, JsValue> {
-        let endpoint = get_str(&options, "endpoint")
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| Fail::invalid("endpoint is required").to_js())?;
-        let concurrency = get_u64(&options, "concurrency").unwrap_or(4).clamp(1, 64) as usize;
-        let retry = Retry {
-            attempts: get_u64(&options, "retries").unwrap_or(5).clamp(1, 20) as u32,
-            base_ms: get_u64(&options, "retryDelay").unwrap_or(500) as f64,
-        };
-        let api = Rc::new(Api::new(&endpoint, get_str(&options, "token")));
-        Ok(Uploader {
-            shared: Rc::new(Shared::new(api)),
-            ctx: Rc::new(Ctx { slots: Semaphore::new(concurrency), concurrency, retry }),
-        })
+        // Part URLs are asked for in batches of at most the contract's limit.
+        let max_sign = upload_core::wire::MAX_PARTS_PER_SIGN_REQUEST as u32;
+        Ok(Uploader { inner: make_uploader(&options, &policy(), max_sign)? })
     }
 
     /// Replaces the bearer token (after a refresh); later requests use it.
     #[wasm_bindgen(js_name = setToken)]
-    pub fn set_token(&self, token: Option<String>) {
-        self.shared.api.set_token(token);
+    pub fn set_token(&self, #[wasm_bindgen(unchecked_optional_param_type = "string | null")] token: Option<JsValue>) {
+        invoke(&self.inner, "setToken", &token.unwrap_or(JsValue::UNDEFINED), &JsValue::UNDEFINED);
     }
 
     /// The server's `GET /config` (asked once per uploader and cached).
     #[wasm_bindgen(unchecked_return_type = "Promise<UploadConfig>")]
     pub fn config(&self) -> Promise {
-        let (shared, retry) = (self.shared.clone(), self.ctx.retry);
-        future_to_promise(async move {
-            let json = shared.config_json(retry).await.map_err(|f| f.to_js())?;
-            constraints_from(&json).map_err(|f| f.to_js())?;
-            Ok(json)
-        })
+        call0(&self.inner, "config").unchecked_into()
     }
 
     /// Starts uploading `file` and returns at once. Files beyond the
@@ -162,33 +172,14 @@ impl Uploader {
         file: Blob,
         #[wasm_bindgen(unchecked_optional_param_type = "UploadOptions")] options: Option<JsValue>,
     ) -> Upload {
-        let options = options.unwrap_or(JsValue::UNDEFINED);
-        let name = get_str(&options, "name").or_else(|| get_str(&file, "name")).unwrap_or_else(|| "blob".to_owned());
-        let file_type = get_str(&options, "type").unwrap_or_else(|| file.type_());
-        let sink = match get(&options, "onProgress").dyn_into::<Function>() {
-            Ok(f) => Sink::Callback(f),
-            Err(_) => Sink::None,
-        };
-        let declared = declare(&file_type, &get(&options, "meta"), get_str(&options, "sha256"));
-        let task = Task::new(file, name, self.ctx.clone(), sink);
-        let (finished, resolve_finished) = promise_with_resolver();
-        let (t, shared) = (task.clone(), self.shared.clone());
-        let done = future_to_promise(async move {
-            let result = flow::run(t, shared, declared).await;
-            let _ = resolve_finished.call0(&JsValue::UNDEFINED);
-            result.map_err(|f| f.to_js())
-        });
-        Upload { task, done, finished }
+        Upload { inner: invoke(&self.inner, "upload", &file, &options.unwrap_or(JsValue::UNDEFINED)) }
     }
 }
 
 /// One file on its way.
 #[wasm_bindgen]
 pub struct Upload {
-    task: Rc<Task>,
-    done: Promise,
-    /// Resolves (never rejects) once the upload has stopped for good.
-    finished: Promise,
+    inner: JsValue,
 }
 
 #[wasm_bindgen]
@@ -197,41 +188,41 @@ impl Upload {
     /// rejects with an `UploadError`.
     #[wasm_bindgen(getter, unchecked_return_type = "Promise<FileRecord>")]
     pub fn done(&self) -> Promise {
-        self.done.clone()
+        call0(&self.inner, "done").unchecked_into()
     }
 
     /// The upload's id once the server has created it (the File id after completion).
-    #[wasm_bindgen(getter)]
-    pub fn id(&self) -> Option<String> {
-        self.task.id.borrow().clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
+    pub fn id(&self) -> JsValue {
+        call0(&self.inner, "id")
     }
 
     /// `queued`, `uploading`, `paused`, `completing`, `done`, `failed` or `cancelled`.
     #[wasm_bindgen(getter, unchecked_return_type = "UploadState")]
-    pub fn state(&self) -> String {
-        self.task.state().as_str().to_owned()
+    pub fn state(&self) -> JsValue {
+        call0(&self.inner, "state")
     }
 
     /// Bytes shown as loaded so far (never decreases).
     #[wasm_bindgen(getter)]
     pub fn loaded(&self) -> f64 {
-        self.task.shown()
+        call0(&self.inner, "loaded").as_f64().unwrap_or(0.0)
     }
 
     /// Size of the file.
     #[wasm_bindgen(getter)]
     pub fn total(&self) -> f64 {
-        self.task.size as f64
+        call0(&self.inner, "total").as_f64().unwrap_or(0.0)
     }
 
     /// Stops sending: requests in flight are aborted. Parts already stored stay.
     pub fn pause(&self) {
-        self.task.pause();
+        call0(&self.inner, "pause");
     }
 
     /// Continues a paused upload from what the server says is already stored.
     pub fn resume(&self) {
-        self.task.resume();
+        call0(&self.inner, "resume");
     }
 
     /// Aborts requests in flight, rejects `done` with `aborted` and deletes the
@@ -239,11 +230,6 @@ impl Upload {
     /// that has happened.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn cancel(&self) -> Promise {
-        self.task.cancel();
-        let finished = self.finished.clone();
-        future_to_promise(async move {
-            let _ = JsFuture::from(finished).await;
-            Ok(JsValue::UNDEFINED)
-        })
+        call0(&self.inner, "cancel").unchecked_into()
     }
 }

@@ -1,4 +1,5 @@
-//! A first-come first-served semaphore for the single-threaded browser.
+//! A first-come first-served semaphore for the single-threaded browser (used
+//! by the browser tests only, which share one mock and so run one at a time).
 //!
 //! Waiters park on a JS promise whose resolve function sits in the queue, so
 //! no waker machinery or extra crate is needed; a released permit passes
