@@ -11,15 +11,37 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::{FileRecord, UploadState};
 
 use crate::time_util::rfc3339;
 
 /// A handle on the metadata store; cheap to clone.
+///
+/// SQLite has one writer at a time. Rather than letting several connections
+/// fight for the write lock (and sleep in the busy handler, which is what
+/// makes p99 latencies explode under load), every write goes through one
+/// connection, and new uploads, the hot path, are batched by a writer task:
+/// whatever arrives while a transaction commits goes into the next one
+/// (group commit). Reads use a pool of their own; WAL lets them run beside
+/// the writer.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    read: SqlitePool,
+    write: SqlitePool,
+    inserts: mpsc::Sender<InsertJob>,
 }
+
+#[derive(Debug)]
+struct InsertJob {
+    row: UploadRow,
+    max_pending: u32,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<bool, sqlx::Error>>,
+}
+
+/// Most new uploads committed in one transaction.
+const MAX_BATCH: usize = 256;
 
 /// An upload as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -125,9 +147,12 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool })
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("./migrations").run(&write).await?;
+        let read = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
+        let (inserts, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(insert_batches(write.clone(), jobs));
+        Ok(Db { read, write, inserts })
     }
 
     /// Uploads of this owner still pending and inside their window.
@@ -136,7 +161,7 @@ impl Db {
             sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?")
                 .bind(owner)
                 .bind(now_ms)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.read)
                 .await?;
         Ok(count as u64)
     }
@@ -145,34 +170,10 @@ impl Db {
     /// pending ones; the count and the insert are one statement, so
     /// concurrent requests cannot overshoot. Returns whether it was inserted.
     pub async fn insert_upload(&self, row: &UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-             multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
-             WHERE (SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?) < ?",
-        )
-        .bind(&row.id)
-        .bind(&row.owner)
-        .bind(&row.object_key)
-        .bind(&row.name)
-        .bind(row.size)
-        .bind(&row.content_type)
-        .bind(&row.sha256)
-        .bind(&row.meta)
-        .bind(&row.uploader)
-        .bind(&row.multipart_upload_id)
-        .bind(row.part_checksums)
-        .bind(row.part_size)
-        .bind(row.part_count)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(now_ms)
-        .bind(&row.owner)
-        .bind(now_ms)
-        .bind(i64::from(max_pending))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let (reply, answer) = oneshot::channel();
+        let job = InsertJob { row: row.clone(), max_pending, now_ms, reply };
+        self.inserts.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     /// One upload of this owner.
@@ -180,7 +181,7 @@ impl Db {
         sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
     }
 
@@ -190,7 +191,7 @@ impl Db {
             .bind(to.as_str())
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -198,7 +199,7 @@ impl Db {
     /// Marks the upload completed and records its file, in one transaction.
     /// Returns false (and changes nothing) when the upload was no longer pending.
     pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
         )
@@ -231,7 +232,7 @@ impl Db {
         sqlx::query_as(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
     }
 
@@ -253,7 +254,7 @@ impl Db {
         .bind(created_at)
         .bind(if cursor.is_some() { id } else { "\u{10FFFF}" })
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
     }
 
@@ -262,7 +263,7 @@ impl Db {
         let done = sqlx::query("DELETE FROM files WHERE id = ? AND owner = ?")
             .bind(id)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -274,7 +275,7 @@ impl Db {
         ))
         .bind(before_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
     }
 
@@ -287,7 +288,7 @@ impl Db {
         )
         .bind(now_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -299,7 +300,7 @@ impl Db {
         ))
         .bind(before_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
     }
 
@@ -310,21 +311,81 @@ impl Db {
                 .bind(now_ms)
                 .bind(id)
                 .bind(now_ms - 1000)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Marks an upload's storage clean.
     pub async fn finish_cleanup(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.write).await?;
         Ok(())
     }
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").fetch_one(&self.pool).await.map(|row| {
+        sqlx::query("SELECT 1").fetch_one(&self.read).await.map(|row| {
             let _: i64 = row.get(0);
         })
     }
+}
+
+/// The writer task: takes new uploads as they come, commits each batch in
+/// one transaction, answers every caller.
+async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match insert_batch(&write, &batch).await {
+            Ok(inserted) => {
+                for (job, inserted) in batch.drain(..).zip(inserted) {
+                    let _ = job.reply.send(Ok(inserted));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(sqlx::Error::Protocol(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = write.begin().await?;
+    let mut inserted = Vec::with_capacity(batch.len());
+    for job in batch {
+        // Each statement sees the rows inserted before it in this
+        // transaction, so the per-owner count stays exact within a batch.
+        let done = sqlx::query(
+                "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+                 multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) \
+                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
+                 WHERE (SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?) < ?",
+            )
+            .bind(&job.row.id)
+            .bind(&job.row.owner)
+            .bind(&job.row.object_key)
+            .bind(&job.row.name)
+            .bind(job.row.size)
+            .bind(&job.row.content_type)
+            .bind(&job.row.sha256)
+            .bind(&job.row.meta)
+            .bind(&job.row.uploader)
+            .bind(&job.row.multipart_upload_id)
+            .bind(job.row.part_checksums)
+            .bind(job.row.part_size)
+            .bind(job.row.part_count)
+            .bind(job.row.created_at)
+            .bind(job.row.expires_at)
+            .bind(job.now_ms)
+            .bind(&job.row.owner)
+            .bind(job.now_ms)
+            .bind(i64::from(job.max_pending))
+            .execute(&mut *tx)
+            .await?;
+        inserted.push(done.rows_affected() == 1);
+    }
+    tx.commit().await?;
+    Ok(inserted)
 }

@@ -40,8 +40,6 @@ pub(crate) async fn create(
         return Err(ApiError::invalid("sha256 must be the base64 of a 32-byte SHA-256 digest"));
     }
     let now = now_ms();
-    // A cheap early refusal; the insert below re-checks atomically.
-    config.constraints.check_count(state.db().count_pending(&owner.0, now).await?)?;
 
     let id = Ulid::new().to_string();
     let today = OffsetDateTime::now_utc().date();
@@ -73,6 +71,8 @@ pub(crate) async fn create(
     let plan = if multipart {
         let parts = plan_parts(request.size, config.part_size)
             .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
+        // Refuse before the store does work; the insert below re-checks atomically.
+        config.constraints.check_count(state.db().count_pending(&owner.0, now).await?)?;
         let upload_id = state.storage().create_multipart(&key, &row.content_type, request.part_checksums).await?;
         row.part_checksums = request.part_checksums;
         row.uploader = S3_MULTIPART.to_owned();
@@ -90,7 +90,7 @@ pub(crate) async fn create(
         }
         config.constraints.check_count(u64::from(config.constraints.max_files))?;
     }
-    tracing::info!(id, owner = owner.0, size = request.size, uploader = row.uploader, "upload signed");
+    tracing::debug!(id, owner = owner.0, size = request.size, uploader = row.uploader, "upload signed");
     let complete_url = format!("/api/v1/uploads/{id}/complete");
     Ok((
         StatusCode::CREATED,
