@@ -72,6 +72,15 @@ async fn too_many_pending_uploads(backend: Backend) {
     client.create("1.txt", 1, "text/plain").await;
     client.create("2.txt", 1, "text/plain").await;
     expect_error(client.post_raw_json(json!({"name": "3.txt", "size": 1})).await, 409, "too_many_files").await;
+    // Concurrent requests cannot overshoot the limit.
+    let racer = server.as_owner("racer");
+    let responses = futures_util::future::join_all(
+        (0..12).map(|i| racer.post("/uploads", json!({"name": format!("{i}.txt"), "size": 1}))),
+    )
+    .await;
+    let created = responses.iter().filter(|r| r.status() == StatusCode::CREATED).count();
+    let refused = responses.iter().filter(|r| r.status() == StatusCode::CONFLICT).count();
+    assert_eq!((created, refused), (2, 10));
     // Another owner has their own allowance.
     server.as_owner("dog").create("1.txt", 1, "text/plain").await;
 }
