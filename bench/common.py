@@ -1,0 +1,124 @@
+"""Shared helpers of the benchmark scripts: free ports, process start/stop,
+waiting for readiness, wrk runs, RSS."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BENCH = os.path.join(ROOT, "bench")
+VENV_BIN = os.path.join(BENCH, ".venv", "bin")
+SERVER_BIN = os.environ.get("UPLOAD_SERVER_BIN", os.path.join(ROOT, "target", "release", "upload-server"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, ok=lambda status: status < 500, timeout=60, proc=None, what=None):
+    start = time.time()
+    while time.time() - start < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what or url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if ok(r.status):
+                    return
+        except urllib.error.HTTPError as e:
+            if ok(e.code):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what or url}")
+
+
+class Proc:
+    """A child process in its own process group, stopped by its pid."""
+
+    def __init__(self, args, env=None, log=None, cwd=None):
+        self.log_path = log
+        out = open(log, "w") if log else subprocess.DEVNULL
+        self.p = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def poll(self):
+        return self.p.poll()
+
+    @property
+    def returncode(self):
+        return self.p.returncode
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+
+
+def rss_kib(pid):
+    """VmRSS and VmHWM of one process, KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def tree_rss_kib(pid):
+    """RSS of a process and all its descendants (workers), KiB."""
+    total = 0
+    pids = [pid]
+    seen = set()
+    while pids:
+        p = pids.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            total += rss_kib(p)["VmRSS"]
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, KeyError, ProcessLookupError):
+            pass
+    return total
+
+
+def wrk(url, connections, seconds, env_extra=None, lua=None):
+    """Runs wrk with the create script; returns the parsed BENCH_JSON line."""
+    lua = lua or os.path.join(BENCH, "load", "create.lua")
+    threads = 1 if connections == 1 else 2
+    env = dict(os.environ)
+    env["BENCH_PATH"] = urllib.parse.urlsplit(url).path
+    env.update(env_extra or {})
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", lua, url]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            res = json.loads(line[len("BENCH_JSON "):])
+            res["stderr"] = r.stderr.strip()[:300]
+            return res
+    raise RuntimeError(f"wrk gave no result: {r.stdout} {r.stderr}")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])

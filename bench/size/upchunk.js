@@ -1,0 +1,1 @@
+export { createUpload } from "@mux/upchunk";
