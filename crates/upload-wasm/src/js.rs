@@ -6,7 +6,7 @@
 //! Messages are put together with `push_str` and [`num`] rather than
 //! `format!`: `core::fmt` costs the .wasm more than all of them.
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
 /// `obj[key]`, or `undefined` when `obj` is not an object.
@@ -37,41 +37,11 @@ pub(crate) fn get_u64(obj: &JsValue, key: &str) -> Option<u64> {
     as_u64(&get(obj, key))
 }
 
-pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
-    // Setting a property on a plain object we created cannot fail.
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
-}
-
-/// The own enumerable entries of a plain object as `[key, value]` arrays, in
-/// order, when every value is a string; `Err(key)` names the first that is
-/// not. Anything but an object has no entries.
-pub(crate) fn string_entries(obj: &JsValue) -> Result<Array, String> {
-    let out = Array::new();
-    if obj.is_object() {
-        for entry in Object::entries(obj.unchecked_ref()).iter() {
-            let entry: Array = entry.unchecked_into();
-            if !entry.get(1).is_string() {
-                return Err(entry.get(0).as_string().unwrap_or_default());
-            }
-            out.push(&entry);
-        }
-    }
-    Ok(out)
-}
-
 /// `n` in decimal.
-pub(crate) fn num(mut n: u64) -> String {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    digits[i..].iter().map(|d| char::from(*d)).collect()
+pub(crate) fn num(n: u64) -> String {
+    let mut s = if n >= 10 { num(n / 10) } else { String::new() };
+    s.push(char::from(b'0' + (n % 10) as u8));
+    s
 }
 
 /// The pieces, one after the other.
@@ -83,6 +53,13 @@ pub(crate) fn cat(pieces: &[&str]) -> String {
     s
 }
 
+#[wasm_bindgen(module = "/src/transport.js")]
+extern "C" {
+    /// `Object.assign(new Error(message), {code, status})` (no status when 0).
+    #[wasm_bindgen(js_name = fail)]
+    pub(crate) fn js_error(code: &str, message: &str, status: u16) -> JsValue;
+}
+
 /// Codes the client adds to the API's own (`upload_core::ErrorCode`).
 pub(crate) const NETWORK: &str = "network";
 pub(crate) const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
@@ -91,14 +68,14 @@ pub(crate) const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
 /// own), a message for people, and the HTTP status when there was one.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fail {
-    pub(crate) code: String,
+    pub(crate) code: &'static str,
     pub(crate) message: String,
     pub(crate) status: u16,
 }
 
 impl Fail {
-    pub(crate) fn new(code: &str, message: impl Into<String>) -> Fail {
-        Fail { code: code.to_owned(), message: message.into(), status: 0 }
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Fail {
+        Fail { code, message: message.into(), status: 0 }
     }
 
     pub(crate) fn with_status(mut self, status: u16) -> Fail {
@@ -113,12 +90,7 @@ impl Fail {
     /// The JS `Error` handed to the application: `message`, `code` and, when
     /// the failure came with an HTTP answer, `status`.
     pub(crate) fn to_js(&self) -> JsValue {
-        let err = js_sys::Error::new(&self.message);
-        set(&err, "code", &JsValue::from_str(&self.code));
-        if self.status != 0 {
-            set(&err, "status", &JsValue::from(self.status));
-        }
-        err.into()
+        js_error(self.code, &self.message, self.status)
     }
 }
 

@@ -47,14 +47,10 @@ extern "C" {
     pub(crate) fn liveview(kind: &str, entries: &JsValue, on_view_error: &JsValue, policy: &JsValue);
 }
 
-thread_local! {
-    // The one function through which transport.js asks for decisions.
-    static POLICY: JsValue =
-        Closure::<dyn Fn(u32, JsValue, JsValue, JsValue, JsValue) -> JsValue>::new(policy::dispatch).into_js_value();
-}
-
+/// The one function through which transport.js asks for decisions
+/// ([`policy::dispatch`]); JS owns it (and collects it with the last user).
 pub(crate) fn policy() -> JsValue {
-    POLICY.with(JsValue::clone)
+    Closure::<dyn Fn(u32, JsValue, JsValue, JsValue, JsValue) -> JsValue>::new(policy::dispatch).into_js_value()
 }
 
 fn call0(o: &JsValue, method: &str) -> JsValue {
@@ -204,15 +200,15 @@ impl Upload {
     }
 
     /// Bytes shown as loaded so far (never decreases).
-    #[wasm_bindgen(getter)]
-    pub fn loaded(&self) -> f64 {
-        call0(&self.inner, "loaded").as_f64().unwrap_or(0.0)
+    #[wasm_bindgen(getter, unchecked_return_type = "number")]
+    pub fn loaded(&self) -> JsValue {
+        call0(&self.inner, "loaded")
     }
 
     /// Size of the file.
-    #[wasm_bindgen(getter)]
-    pub fn total(&self) -> f64 {
-        call0(&self.inner, "total").as_f64().unwrap_or(0.0)
+    #[wasm_bindgen(getter, unchecked_return_type = "number")]
+    pub fn total(&self) -> JsValue {
+        call0(&self.inner, "total")
     }
 
     /// Stops sending: requests in flight are aborted. Parts already stored stay.

@@ -8,18 +8,17 @@
 //! - the contract's codes for the API's and the store's failures;
 //! - whether and when a failed request is tried again (exponential backoff
 //!   with jitter);
-//! - where a chunked session continues (`Range: bytes=0-N`);
 //! - what progress may show (never less than before).
 //!
 //! Failures come back as the JS `Error` the application sees (a value, not a
 //! throw: `transport.js` throws it).
 
-use js_sys::{Array, Object};
+use js_sys::Array;
 use upload_core::wire::{check_meta_entries, is_base64_sha256};
 use upload_core::{ConstraintError, ErrorCode, PartPlan, UploadConstraints};
 use wasm_bindgen::prelude::*;
 
-use crate::js::{CHECKSUM_MISMATCH, Fail, NETWORK, as_u64, cat, get, get_str, get_u64, num, set, string_entries};
+use crate::js::{CHECKSUM_MISMATCH, Fail, NETWORK, as_u64, cat, get, get_str, get_u64, js_error, num};
 
 // The operations (same numbers in transport.js).
 const CHECK: u32 = 0;
@@ -28,10 +27,7 @@ const PARTS: u32 = 2;
 const API_FAIL: u32 = 3;
 const RETRY: u32 = 4;
 const VERDICT: u32 = 5;
-const NEXT: u32 = 6;
-const SHOWN: u32 = 7;
-const PERCENT: u32 = 8;
-const URL: u32 = 9;
+const SHOWN: u32 = 6;
 
 /// Verdicts on an answer of the store (same numbers in transport.js).
 const OK: u32 = 0;
@@ -51,20 +47,13 @@ pub(crate) fn dispatch(op: u32, a: JsValue, b: JsValue, c: JsValue, d: JsValue) 
         CHECK => check(&a, b.as_string(), &c, &s(&d)),
         META => declared_meta(&a, &b),
         PARTS => part_plan(size_of(&a), size_of(&b), f(&c) as u32).map(|plan| ranges(&plan)),
-        API_FAIL => Err(api_fail(f(&a) as u16, &b, &s(&c))),
+        API_FAIL => Ok(api_fail(f(&a) as u16, &b, &s(&c))),
         RETRY => Ok(retry_after(&a, f(&b) as u32, f(&c) as u32, &Retry::from_js(&d)).into()),
         VERDICT => Ok(verdict(f(&a) as u16, &s(&b), &s(&c), d.is_truthy())),
-        NEXT => Ok((next_offset(f(&a) as u16, &s(&b), f(&c) as u64) as f64).into()),
         SHOWN => Ok(f(&a).max(f(&b).min(f(&c))).into()),
-        PERCENT => Ok(percent(f(&a), f(&b), c.is_truthy()).into()),
-        URL => Ok(resolve_url(&s(&a), &s(&b)).into()),
         _ => Ok(JsValue::UNDEFINED),
     };
     answer.unwrap_or_else(|fail| fail.to_js())
-}
-
-pub(crate) fn bad_answer(field: &str) -> Fail {
-    Fail::new("internal", cat(&["the server's answer has no valid `", field, "`"]))
 }
 
 fn size_of(v: &JsValue) -> u64 {
@@ -81,7 +70,8 @@ pub(crate) fn constraints_from(config: &JsValue) -> Result<UploadConstraints, Fa
         Err(_) => Vec::new(),
     };
     Ok(UploadConstraints {
-        max_file_size: get_u64(&c, "max_file_size").ok_or_else(|| bad_answer("constraints.max_file_size"))?,
+        max_file_size: get_u64(&c, "max_file_size")
+            .ok_or_else(|| Fail::new("internal", "the server's answer has no valid `constraints.max_file_size`"))?,
         max_files: get_u64(&c, "max_files").unwrap_or(u64::from(u32::MAX)).min(u64::from(u32::MAX)) as u32,
         accept,
     })
@@ -103,12 +93,17 @@ fn check(config: &JsValue, name: Option<String>, size: &JsValue, content_type: &
 /// number formatting into the .wasm).
 fn constraint_fail(e: ConstraintError) -> Fail {
     let message = match &e {
-        ConstraintError::EmptyFile => "the file is empty (size 0); empty files are not accepted".to_owned(),
+        ConstraintError::EmptyFile => "the file is empty (size 0); empty files are not accepted".into(),
         ConstraintError::FileTooLarge { size, max } => {
             cat(&["the file is ", &num(*size), " bytes, over the limit of ", &num(*max), " bytes"])
         }
         ConstraintError::TypeNotAccepted { content_type, accept } => {
-            cat(&["type `", content_type, "` is not accepted; accepted: ", &accept.join(", ")])
+            let mut m = cat(&["type `", content_type, "` is not accepted; accepted:"]);
+            for (i, a) in accept.iter().enumerate() {
+                m.push_str(if i == 0 { " " } else { ", " });
+                m.push_str(a);
+            }
+            m
         }
         ConstraintError::InvalidName(why) => cat(&["invalid file name: ", why]),
         ConstraintError::InvalidContentType => cat(&[
@@ -116,23 +111,19 @@ fn constraint_fail(e: ConstraintError) -> Fail {
             &num(upload_core::MAX_CONTENT_TYPE_LEN as u64),
             " bytes",
         ]),
-        ConstraintError::InvalidAccept(entry) => {
-            cat(&["invalid accept entry `", entry, "`: expected `type/subtype`, `type/*` or `.ext`"])
-        }
-        ConstraintError::TooManyFiles { max } => {
-            cat(&["at most ", &num((*max).into()), " uploads may be pending at once; finish or cancel one first"])
-        }
+        // `check` gives none of the others (they come from the server's
+        // configuration check and its pending count).
+        _ => "the file is refused by the server's constraints".into(),
     };
     Fail::new(e.code().as_str(), message)
 }
 
-/// `upload()`'s `meta` and `sha256`, after upload-core's rules (checked
-/// before any request, even before the configuration is needed): a copy of
-/// `meta` to send.
+/// `upload()`'s `meta` (as `[key, value]` string pairs) and `sha256`, after
+/// upload-core's rules, checked before any request (even before the
+/// configuration is needed).
 fn declared_meta(meta: &JsValue, sha256: &JsValue) -> Result<JsValue, Fail> {
-    let entries =
-        string_entries(meta).map_err(|key| Fail::invalid(cat(&["meta value of `", &key, "` must be a string"])))?;
-    let pairs: Vec<(String, String)> = entries
+    let pairs: Vec<(String, String)> = meta
+        .unchecked_ref::<Array>()
         .iter()
         .map(|e| {
             let e: Array = e.unchecked_into();
@@ -143,11 +134,7 @@ fn declared_meta(meta: &JsValue, sha256: &JsValue) -> Result<JsValue, Fail> {
     if sha256.as_string().is_some_and(|s| !is_base64_sha256(&s)) {
         return Err(Fail::invalid("sha256 must be the base64 SHA-256 of the file (44 characters)"));
     }
-    let out = Object::new();
-    for (k, v) in &pairs {
-        set(&out, k, &JsValue::from_str(v));
-    }
-    Ok(out.into())
+    Ok(JsValue::UNDEFINED)
 }
 
 /// The server's part plan, checked against the file's size.
@@ -177,12 +164,12 @@ fn ranges(plan: &PartPlan) -> JsValue {
         .into()
 }
 
-/// A non-2xx answer of the API as the contract's error.
-fn api_fail(status: u16, json: &JsValue, what: &str) -> Fail {
+/// A non-2xx answer of the API as the contract's error (the JS `Error`).
+fn api_fail(status: u16, json: &JsValue, what: &str) -> JsValue {
     let error = get(json, "error");
     let code = get_str(&error, "code").unwrap_or_else(|| code_for_status(status).to_owned());
     let message = get_str(&error, "message").unwrap_or_else(|| cat(&[what, " answered ", &num(status.into())]));
-    Fail::new(&code, message).with_status(status)
+    js_error(&code, &message, status)
 }
 
 /// The contract's code for a status whose body is not the contract's (a proxy's page, say).
@@ -201,33 +188,6 @@ pub(crate) fn code_for_status(status: u16) -> &'static str {
         _ => ErrorCode::Internal,
     };
     code.as_str()
-}
-
-/// `path` is either under the endpoint (`/uploads`) or, as the server's
-/// `complete_url`, absolute or rooted (`/api/v1/uploads/1/complete`).
-pub(crate) fn resolve_url(endpoint: &str, path: &str) -> String {
-    let endpoint = endpoint.trim_end_matches('/');
-    if path.starts_with("http://") || path.starts_with("https://") {
-        return path.to_owned();
-    }
-    if path.starts_with('/') {
-        // A rooted path the server gave us that already carries the
-        // endpoint's own path (`/api/v1/...`) is resolved against its origin.
-        if let Some((origin, base_path)) = split_origin(endpoint)
-            && !base_path.is_empty()
-            && path.strip_prefix(base_path).is_some_and(|rest| rest.starts_with('/'))
-        {
-            return cat(&[origin, path]);
-        }
-    }
-    cat(&[endpoint, path])
-}
-
-/// `scheme://host[:port]` and the path after it.
-fn split_origin(url: &str) -> Option<(&str, &str)> {
-    let after_scheme = find(url, "://")? + 3;
-    let end = url.bytes().skip(after_scheme).position(|b| b == b'/').map_or(url.len(), |i| after_scheme + i);
-    url.split_at_checked(end)
 }
 
 // --- retries ----------------------------------------------------------------
@@ -288,19 +248,19 @@ fn judge(status: u16, body: &str, what: &str, ok_308: bool) -> (u32, Option<Fail
     // S3 answers `<Error><Code>BadDigest</Code><Message>...`.
     let store_code = between(body, "<Code>", "</Code>").unwrap_or("");
     let message = cat(&[what, ": the store answered ", &num(status.into()), " ", store_code]);
-    let fail = |code: &str| Some(Fail::new(code, message.clone()).with_status(status));
-    match status {
-        429 => (AGAIN, fail("rate_limited")),
-        500..=599 if store_code == "SlowDown" => (AGAIN, fail("rate_limited")),
-        500..=599 => (AGAIN, fail("storage_unavailable")),
+    let (kind, code) = match status {
+        429 => (AGAIN, "rate_limited"),
+        500..=599 if store_code == "SlowDown" => (AGAIN, "rate_limited"),
+        500..=599 => (AGAIN, "storage_unavailable"),
         _ if matches!(store_code, "BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch") => {
-            (FATAL, fail(CHECKSUM_MISMATCH))
+            (FATAL, CHECKSUM_MISMATCH)
         }
-        403 if find(body, "xpired").is_some() => (FORBIDDEN, fail("upload_expired")),
-        403 => (FORBIDDEN, fail("unauthorized")),
-        404 => (FATAL, fail("not_found")),
-        _ => (FATAL, fail("upload_mismatch")),
-    }
+        403 if find(body, "xpired").is_some() => (FORBIDDEN, "upload_expired"),
+        403 => (FORBIDDEN, "unauthorized"),
+        404 => (FATAL, "not_found"),
+        _ => (FATAL, "upload_mismatch"),
+    };
+    (kind, Some(Fail::new(code, message).with_status(status)))
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -315,48 +275,11 @@ fn find(hay: &str, needle: &str) -> Option<usize> {
     hay.as_bytes().windows(needle.len()).position(|w| w == needle.as_bytes())
 }
 
-// --- chunked sessions and progress --------------------------------------------
-
-/// Where the next chunk starts: 200/201, everything is stored; 308, `Range:
-/// bytes=0-N` means N+1 bytes are stored, no `Range` none.
-fn next_offset(status: u16, range: &str, total: u64) -> u64 {
-    if status != 308 {
-        return total;
-    }
-    parse_range_end(range).map_or(0, |last| (last + 1).min(total))
-}
-
-/// The last byte of a `Range: bytes=0-N` header.
-pub(crate) fn parse_range_end(range: &str) -> Option<u64> {
-    let (start, end) = range.trim().strip_prefix("bytes=")?.split_once('-')?;
-    let end = end.trim();
-    if start.trim() != "0" || end.is_empty() || end.len() > 19 || !end.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(end.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0')))
-}
-
-/// A LiveView entry's progress in percent: 100 only once finished (LiveView
-/// treats 100 as done).
-fn percent(loaded: f64, total: f64, done: bool) -> f64 {
-    let percent = if total > 0.0 { (loaded * 100.0 / total).floor() } else { 0.0 };
-    if done { percent } else { percent.min(99.0) }
-}
+// --- progress ---------------------------------------------------------------
 
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
     use super::*;
-
-    #[wasm_bindgen_test::wasm_bindgen_test]
-    fn urls_resolve_against_the_endpoint() {
-        let api = "https://app.example/api/v1/";
-        assert_eq!(resolve_url(api, "/uploads"), "https://app.example/api/v1/uploads");
-        assert_eq!(resolve_url(api, "/api/v1/uploads/1/complete"), "https://app.example/api/v1/uploads/1/complete");
-        assert_eq!(resolve_url(api, "https://other.example/x"), "https://other.example/x");
-        assert_eq!(resolve_url("http://127.0.0.1:9000", "/config"), "http://127.0.0.1:9000/config");
-        // A path that merely starts with the same letters is not the endpoint's.
-        assert_eq!(resolve_url("https://app.example/api", "/api2/x"), "https://app.example/api/api2/x");
-    }
 
     #[wasm_bindgen_test::wasm_bindgen_test]
     fn statuses_without_a_contract_body_get_a_code() {
@@ -380,14 +303,5 @@ mod tests {
     fn store_error_codes_are_read() {
         assert_eq!(between("<Error><Code>BadDigest</Code></Error>", "<Code>", "</Code>"), Some("BadDigest"));
         assert_eq!(between("nothing", "<Code>", "</Code>"), None);
-    }
-
-    #[wasm_bindgen_test::wasm_bindgen_test]
-    fn range_headers() {
-        assert_eq!(parse_range_end("bytes=0-262143"), Some(262_143));
-        assert_eq!(parse_range_end(" bytes=0-0 "), Some(0));
-        assert_eq!(parse_range_end("bytes=5-9"), None);
-        assert_eq!(parse_range_end(""), None);
-        assert_eq!(parse_range_end("bytes=0-x"), None);
     }
 }

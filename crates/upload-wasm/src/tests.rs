@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::Blob;
 
-use crate::js::{get, get_f64, get_str, set};
+use crate::js::{get, get_f64, get_str};
 use crate::{Upload, Uploader, Uploaders};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -25,6 +25,15 @@ extern "C" {
     fn sleep(ms: u32) -> Promise;
 }
 
+// The plumbing's own helpers (transport.js).
+#[wasm_bindgen(module = "/src/transport.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = resolveUrl)]
+    fn resolve_url(endpoint: &str, path: &str) -> String;
+    #[wasm_bindgen(js_name = rangeEnd)]
+    fn range_end(range: &str) -> Option<f64>;
+}
+
 thread_local! {
     static SERIAL: std::rc::Rc<crate::sched::Semaphore> = crate::sched::Semaphore::new(1);
 }
@@ -33,6 +42,10 @@ thread_local! {
 /// tests: each test holds this for its whole run.
 async fn serial() -> crate::sched::Permit {
     SERIAL.with(|s| s.clone()).acquire().await
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = js_sys::Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -280,7 +293,7 @@ async fn pause_stops_requests_and_resume_skips_stored_parts() {
     let sent_at_pause = store_requests(&mock).length();
     JsFuture::from(sleep(60)).await.unwrap();
     assert_eq!(store_requests(&mock).length(), sent_at_pause, "nothing is sent while paused");
-    let shown = upload.loaded();
+    let shown = upload.loaded().as_f64().unwrap_or(f64::NAN);
     upload.resume();
     done(&upload).await.expect("resumed upload succeeds");
     assert_eq!(count(&mock, "GET", "^/uploads/u1$"), 1, "resume asks what is stored");
@@ -292,7 +305,7 @@ async fn pause_stops_requests_and_resume_skips_stored_parts() {
     let total_puts = store_requests(&mock).length();
     assert!(total_puts <= 10 + 2, "{total_puts} PUTs for 10 parts");
     assert!(stored_at_pause >= 3);
-    assert!(upload.loaded() >= shown);
+    assert!(upload.loaded().as_f64().unwrap_or(0.0) >= shown);
     assert_progress_well_formed(&mock, 1000.0);
 }
 
@@ -388,4 +401,27 @@ async fn uploader_needs_an_endpoint() {
     let err = Uploader::new(obj(&[])).err().expect("no endpoint");
     assert_eq!(code(&err), "invalid_request");
     assert_eq!(crate::sched::Semaphore::new(2).available(), 2);
+}
+
+#[wasm_bindgen_test]
+fn urls_resolve_against_the_endpoint() {
+    let api = "https://app.example/api/v1/";
+    assert_eq!(resolve_url(api, "/uploads"), "https://app.example/api/v1/uploads");
+    assert_eq!(resolve_url(api, "/api/v1/uploads/1/complete"), "https://app.example/api/v1/uploads/1/complete");
+    assert_eq!(resolve_url(api, "https://other.example/x"), "https://other.example/x");
+    assert_eq!(resolve_url("http://127.0.0.1:9000", "/config"), "http://127.0.0.1:9000/config");
+    // A path that merely starts with the same letters is not the endpoint's.
+    assert_eq!(resolve_url("https://app.example/api", "/api2/x"), "https://app.example/api/api2/x");
+    // LiveView's presigned URLs come with no endpoint.
+    assert_eq!(resolve_url("", "https://app.example/complete"), "https://app.example/complete");
+    assert_eq!(resolve_url("", "/complete"), "/complete");
+}
+
+#[wasm_bindgen_test]
+fn range_headers() {
+    assert_eq!(range_end("bytes=0-262143"), Some(262_143.0));
+    assert_eq!(range_end(" bytes=0-0 "), Some(0.0));
+    assert_eq!(range_end("bytes=5-9"), None);
+    assert_eq!(range_end(""), None);
+    assert_eq!(range_end("bytes=0-x"), None);
 }

@@ -4,18 +4,18 @@
 //
 // Every decision is Rust's (src/policy.rs), asked through `ask(op, ...)`:
 // the constraint checks (upload-core's `UploadConstraints::check`), the part
-// ranges (upload-core's `PartPlan`), reading the API's and the store's
-// answers into error codes, whether and when to retry, the chunked offsets,
-// what progress may show. This file only moves bytes and waits.
+// ranges (upload-core's `PartPlan`), the error codes of the API's and the
+// store's failures, whether and when to retry, what progress may show. This
+// file moves bytes, reads answers and waits.
 //
 // `fetch`, `XMLHttpRequest`, `setTimeout` and `performance` are looked up as
 // globals at each use, so the client also runs in a Web Worker and the
 // browser tests (src/test_mock.js) can stand in for them.
 
 // Operations of `policy::dispatch` (same numbers there).
-const CHECK = 0, META = 1, PARTS = 2, API_FAIL = 3, RETRY = 4, VERDICT = 5, NEXT = 6, SHOWN = 7, PERCENT = 8, URL = 9;
+const CHECK = 0, META = 1, PARTS = 2, API_FAIL = 3, RETRY = 4, VERDICT = 5, SHOWN = 6;
 // Verdicts on an answer of the store.
-const OK = 0, AGAIN = 1, FORBIDDEN = 2, ABORT = 4;
+const OK = 0, AGAIN = 1, FORBIDDEN = 2;
 // Retry modes: a store request already judged retryable; an idempotent API
 // call; POST /uploads (only an explicit "not now" is retried).
 const STORE = 0, YES = 1, IF_REFUSED = 2;
@@ -29,7 +29,8 @@ function ask(op, a, b, c, d) {
   return r;
 }
 
-const fail = (code, message) => Object.assign(new Error(message), { code });
+/** The `UploadError` handed to the application (also made here for Rust). */
+export const fail = (code, message, status) => Object.assign(new Error(message), status ? { code, status } : { code });
 const aborted = () => fail("aborted", "the upload was cancelled");
 const unreadable = () => fail("invalid_request", "the file cannot be read");
 const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(ms, 0)));
@@ -71,6 +72,18 @@ function pool(n) {
   };
 }
 
+/**
+ * `path` under the endpoint (`/uploads`) or, as the server's complete_url,
+ * absolute or rooted (`/api/v1/uploads/1/complete`): a rooted path that
+ * already carries the endpoint's own path is resolved against its origin.
+ */
+export function resolveUrl(endpoint, path) {
+  endpoint = endpoint.replace(/\/+$/, "");
+  if (/^https?:\/\//.test(path)) return path;
+  const m = /^([^:/]+:\/\/[^/]*)(\/.*)$/.exec(endpoint);
+  return m && path.startsWith(m[2] + "/") ? m[1] + path : endpoint + path;
+}
+
 /** Calls to the upload API: JSON over fetch. */
 function api(endpoint, token) {
   const a = {
@@ -83,13 +96,12 @@ function api(endpoint, token) {
         headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(body);
       }
-      const url = ask(URL, endpoint, path);
+      const url = resolveUrl(endpoint, path);
       let resp, text = "", json = null;
       try {
         resp = await fetch(url, init);
       } catch (e) {
-        const why = typeof e?.message == "string" ? e.message : typeof e == "string" ? e : "no answer";
-        throw fail("network", `${method} ${url} failed: ${why}`);
+        throw fail("network", `${method} ${url} failed: ${e?.message ?? e}`);
       }
       try {
         text = await resp.text();
@@ -234,7 +246,11 @@ class Task {
     this.lastEvent = event;
     if (state == "cancelled" || state == "failed") return;
     if (isFn(sink)) call(sink, null, { loaded, total, state });
-    else if (sink && isFn(sink.progress)) call(sink.progress, sink, ask(PERCENT, loaded, total, state == "done"));
+    else if (isFn(sink?.progress)) {
+      // A LiveView entry: 100 means finished, so it is held back until then.
+      const percent = total > 0 ? Math.floor((loaded * 100) / total) : 0;
+      call(sink.progress, sink, state == "done" ? percent : Math.min(percent, 99));
+    }
     // Counted from when the callback returned.
     this.lastEmit = now();
   }
@@ -422,7 +438,7 @@ async function chunked(t, plan, resuming) {
     const [v, err] = await t.judge(sent, "a chunk", true, attempt);
     if (v == FORBIDDEN) throw err;
     if (v == OK) {
-      offset = ask(NEXT, sent.status, sent.getResponseHeader("Range"), total);
+      offset = nextOffset(sent, total);
       t.setStored(offset);
       attempt = 1;
     } else {
@@ -433,6 +449,20 @@ async function chunked(t, plan, resuming) {
   }
 }
 
+/** Where the session continues after an answer: 200/201, everything is
+ *  stored; 308 with `Range: bytes=0-N`, N + 1 bytes; 308 without, none. */
+function nextOffset(xhr, total) {
+  if (xhr.status != 308) return total;
+  const end = rangeEnd(xhr.getResponseHeader("Range"));
+  return end === undefined ? 0 : Math.min(end + 1, total);
+}
+
+/** The last byte N of a `Range: bytes=0-N` header. */
+export function rangeEnd(range) {
+  const m = /^\s*bytes=\s*0\s*-\s*(\d{1,15})\s*$/.exec(range ?? "");
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Asks the session what it holds: an empty PUT with `bytes *\/total`. */
 async function storedOffset(t, plan) {
   const headers = [...plan.headers, ["Content-Range", `bytes */${t.size}`]];
@@ -440,7 +470,7 @@ async function storedOffset(t, plan) {
     const sent = await t.send(-1, 0, "PUT", plan.url, headers, null);
     const [v, err] = await t.judge(sent, "the session status", true, attempt);
     if (v == FORBIDDEN) throw err;
-    if (v == OK) return ask(NEXT, sent.status, sent.getResponseHeader("Range"), t.size);
+    if (v == OK) return nextOffset(sent, t.size);
   }
 }
 
@@ -507,7 +537,6 @@ async function run(t, sh, decl) {
 
 async function runInner(t, sh, decl) {
   if (decl.error) throw decl.error;
-  decl.error = undefined;
   const { api, ctx } = sh;
   // Same rules, same codes as the server: a refused file costs no request.
   const maxFiles = ask(CHECK, await sh.config(), t.name, t.size, decl.type);
@@ -568,8 +597,8 @@ const opt = (o, k, d, lo = 0, hi = Infinity) => Math.min(Math.max(whole(get(o, k
 /** What `new Uploader(options)` wraps. `maxSign`: most part URLs per signing request. */
 export function makeUploader(o, policy, maxSign) {
   rs = policy;
-  const endpoint = get(o, "endpoint");
-  if (!endpoint || typeof endpoint != "string") throw fail("invalid_request", "endpoint is required");
+  const endpoint = str(get(o, "endpoint"));
+  if (!endpoint) throw fail("invalid_request", "endpoint is required");
   const concurrency = opt(o, "concurrency", 4, 1, 64);
   const ctx = {
     slots: pool(concurrency),
@@ -604,7 +633,10 @@ export function makeUploader(o, policy, maxSign) {
         sha256: str(get(options, "sha256")),
       };
       try {
-        decl.meta = ask(META, get(options, "meta"), decl.sha256);
+        const bad = (k) => fail("invalid_request", "meta value of `" + k + "` must be a string");
+        const meta = pairs(get(options, "meta"), bad);
+        ask(META, meta, decl.sha256);
+        decl.meta = Object.fromEntries(meta);
       } catch (e) {
         decl.error = e;
       }
