@@ -30,7 +30,11 @@ pub fn sanitize_filename(name: &str) -> String {
         .filter(|c| !c.is_control() && !is_bidi_control(*c))
         .map(|c| if REPLACED.contains(&c) { '_' } else { c })
         .collect();
-    let trimmed = cleaned.trim_start_matches(['.', ' ']).trim_end_matches(['.', ' ']);
+    // Unicode whitespace counts as blank, as in the component search above,
+    // so that sanitising is idempotent (found by fuzzing: "\u{a0}").
+    let trimmed = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
     if trimmed.is_empty() {
         return FALLBACK_NAME.to_owned();
     }
@@ -50,7 +54,7 @@ fn truncate_keeping_extension(name: &str, max: usize) -> String {
     while !name.is_char_boundary(stem_end) {
         stem_end -= 1;
     }
-    format!("{}{ext}", name[..stem_end].trim_end_matches(['.', ' ']))
+    format!("{}{ext}", name[..stem_end].trim_end_matches(|c: char| c == '.' || c.is_whitespace()))
 }
 
 /// The extension of a file name (without the dot), if it has one. A leading
@@ -160,6 +164,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(sanitize_filename(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn regression_fuzz_nbsp_only_name_is_idempotent() {
+        for name in ["\u{a0}", "a/\u{a0}", ".\u{a0}.", "\u{2003}x\u{2003}"] {
+            let once = sanitize_filename(name);
+            assert_eq!(sanitize_filename(&once), once, "{name:?}");
+        }
+        assert_eq!(sanitize_filename("\u{a0}"), FALLBACK_NAME);
     }
 
     #[test]
