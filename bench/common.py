@@ -102,6 +102,35 @@ def tree_rss_kib(pid):
     return total
 
 
+def tree_pids(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p in out:
+            continue
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds of a process and its descendants (all threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / tick
+
+
 def wrk(url, connections, seconds, env_extra=None, lua=None):
     """Runs wrk with the create script; returns the parsed BENCH_JSON line."""
     lua = lua or os.path.join(BENCH, "load", "create.lua")

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The benchmarks of issue 6, side by side with the peers, in one run on this
+# machine; writes docs/benchmarks.md (figures, ratios, machine, load). Not part
+# of the test command. About 15 minutes in full, 6 with --quick.
+#
+#   scripts/bench.sh [--quick] [--only size,server,cost,browser]
+#
+# Installs what it needs: wrk (Debian), the Python peers into bench/.venv and
+# bench/.venv-datasette (PyPI), the JS peers, esbuild and playwright-core into
+# bench/node_modules and bench/uppy5/node_modules (npm). Needs garage and
+# chromium on PATH (scripts/install-tools.sh, as for the tests). Builds
+# target/release/upload-server. Uses the browser package in
+# crates/upload-wasm/pkg (built by scripts/build-wasm.sh when missing),
+# copied aside first so a rebuild during the run does not change it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+args_given=$*
+quick=false
+only=size,server,cost,browser
+while (($#)); do
+  case $1 in
+  --quick) quick=true ;;
+  --only) only=$2; shift ;;
+  *) echo "usage: $0 [--quick] [--only size,server,cost,browser]" >&2; exit 2 ;;
+  esac
+  shift
+done
+has() { [[ ",$only," == *",$1,"* ]]; }
+started=$(date +%s)
+log() { printf '[bench %4ds] %s\n' $(($(date +%s) - started)) "$*"; }
+
+# --- tools and peers -------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+if ! command -v perf >/dev/null; then
+  log "installing linux-perf (for the server profile)"
+  apt-get install -y linux-perf >/dev/null 2>&1 || log "linux-perf did not install; no profile"
+fi
+command -v garage >/dev/null || { echo "bench: garage not on PATH; run scripts/install-tools.sh" >&2; exit 1; }
+[[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || { echo "bench: chromium missing; run scripts/install-tools.sh" >&2; exit 1; }
+if [[ ! -x bench/.venv/bin/uvicorn || ! -x bench/.venv/bin/gunicorn ]]; then
+  log "installing the Python peers (FastAPI, uvicorn, boto3, gunicorn, Django, DRF, django-s3-file-upload)"
+  python3 -m venv bench/.venv
+  bench/.venv/bin/pip install -q fastapi 'uvicorn[standard]' boto3 gunicorn
+  bench/.venv/bin/pip install -q django djangorestframework django-s3-file-upload
+fi
+# datasette-files-s3 pins aiobotocore, which pins an older botocore: its own venv.
+if [[ ! -x bench/.venv-datasette/bin/datasette ]]; then
+  log "installing datasette, datasette-files, datasette-files-s3"
+  python3 -m venv bench/.venv-datasette
+  bench/.venv-datasette/bin/pip install -q datasette 'datasette-files==0.1a3' 'datasette-files-s3==0.1a2' ||
+    log "datasette-files did not install; reported as such"
+fi
+if [[ ! -x bench/node_modules/.bin/esbuild || ! -d bench/uppy5/node_modules/@uppy/aws-s3 ]]; then
+  log "installing the JS peers, esbuild, playwright-core (npm)"
+  (cd bench && npm ci --no-audit --no-fund --loglevel=error)
+  (cd bench/uppy5 && npm ci --no-audit --no-fund --loglevel=error)
+fi
+log "building target/release/upload-server"
+cargo build --release -q -p upload-server
+if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm ]]; then
+  log "building the browser package"
+  scripts/build-wasm.sh
+fi
+
+# --- scratch, Garage -----------------------------------------------------------
+tmp=$(mktemp -d /tmp/upload-bench.XXXXXX)
+out=bench/out
+mkdir -p "$out"
+rm -f "$out"/*.json "$out"/*.txt
+cp -r crates/upload-wasm/pkg "$tmp/pkg"
+cleanup() {
+  scripts/garage.sh stop "$tmp/garage" || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+eval "$(scripts/garage.sh start "$tmp/garage")"
+export BENCH_TMP=$tmp BENCH_PKG=$tmp/pkg
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if $quick; then secs=5; rounds=1; else secs=10; rounds=2; fi
+
+if has size; then
+  log "client size"
+  bench/size/size.sh "$tmp/size" >"$out/size-peers.txt"
+  scripts/wasm-size.sh "$tmp/pkg" >"$out/size-ours.txt"
+fi
+if has server; then
+  log "server throughput (wrk, ${secs}s per point)"
+  (cd bench && .venv/bin/python server_load.py "$root/$out/server.json" "$secs")
+  log "server profile (perf, cpu-clock)"
+  (cd bench && .venv/bin/python profile.py "$root/$out/profile.txt" "$((secs / 2 > 3 ? secs / 2 : 3))") || true
+fi
+if has cost; then
+  log "cost growth"
+  (cd bench && .venv/bin/python cost.py "$root/$out/cost.json" "$((secs / 2 > 3 ? secs / 2 : 3))")
+fi
+if has browser; then
+  log "browser throughput and client memory"
+  if $quick; then
+    node bench/browser.mjs "$out/browser.json" --rounds 1 --size-mib 1024 --memory 256,2048
+  else
+    node bench/browser.mjs "$out/browser.json" --rounds "$rounds" --size-mib 1024 --memory 256,2048
+  fi
+fi
+
+log "writing docs/benchmarks.md"
+bench/.venv/bin/python bench/report.py "$out" docs/benchmarks.md \
+  --command "scripts/bench.sh${args_given:+ $args_given}" --seconds "$(($(date +%s) - started))" \
+  --load-start "$load_start" --load-end "$(cut -d' ' -f1-3 /proc/loadavg)"
+log "done: docs/benchmarks.md"
