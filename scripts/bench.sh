@@ -4,6 +4,7 @@
 # of the test command. About 15 minutes in full, 6 with --quick.
 #
 #   scripts/bench.sh [--quick] [--only size,server,cost,browser]
+#   scripts/bench.sh --report-only   # rewrite docs/benchmarks.md from bench/out
 #
 # Installs what it needs: wrk (Debian), the Python peers into bench/.venv and
 # bench/.venv-datasette (PyPI), the JS peers, esbuild and playwright-core into
@@ -22,6 +23,7 @@ while (($#)); do
   case $1 in
   --quick) quick=true ;;
   --only) only=$2; shift ;;
+  --report-only) exec bench/.venv/bin/python bench/report.py bench/out docs/benchmarks.md ;;
   *) echo "usage: $0 [--quick] [--only size,server,cost,browser]" >&2; exit 2 ;;
   esac
   shift
@@ -107,8 +109,8 @@ if has browser; then
   fi
 fi
 
+printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s"}\n' \
+  "${args_given:+ $args_given}" "$(($(date +%s) - started))" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/run.json"
 log "writing docs/benchmarks.md"
-bench/.venv/bin/python bench/report.py "$out" docs/benchmarks.md \
-  --command "scripts/bench.sh${args_given:+ $args_given}" --seconds "$(($(date +%s) - started))" \
-  --load-start "$load_start" --load-end "$(cut -d' ' -f1-3 /proc/loadavg)"
+bench/.venv/bin/python bench/report.py "$out" docs/benchmarks.md
 log "done: docs/benchmarks.md"
