@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::{FileRecord, UploadState};
 
@@ -156,13 +158,16 @@ impl Db {
     }
 
     /// Uploads of this owner still pending and inside their window.
-    pub async fn count_pending(&self, owner: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?")
-                .bind(owner)
-                .bind(now_ms)
-                .fetch_one(&self.read)
-                .await?;
+    /// Counts at most `limit`: callers only need to know whether the limit is reached.
+    pub async fn count_pending(&self, owner: &str, now_ms: i64, limit: u32) -> Result<u64, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ? LIMIT ?)",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_one(&self.read)
+        .await?;
         Ok(count as u64)
     }
 
@@ -353,38 +358,67 @@ async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) 
 
 async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
     let mut tx = write.begin().await?;
+    // Decide in order, with the per-owner counter read once per owner; only
+    // an owner the counter says is full gets the exact, window-aware count.
+    // This task is the only writer, so nothing changes between the reads
+    // and the insert.
+    let mut room: HashMap<&str, i64> = HashMap::new();
     let mut inserted = Vec::with_capacity(batch.len());
     for job in batch {
-        // Each statement sees the rows inserted before it in this
-        // transaction, so the per-owner count stays exact within a batch.
-        let done = sqlx::query(
-                "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-                 multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) \
-                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ? \
-                 WHERE (SELECT COUNT(*) FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ?) < ?",
-            )
-            .bind(&job.row.id)
-            .bind(&job.row.owner)
-            .bind(&job.row.object_key)
-            .bind(&job.row.name)
-            .bind(job.row.size)
-            .bind(&job.row.content_type)
-            .bind(&job.row.sha256)
-            .bind(&job.row.meta)
-            .bind(&job.row.uploader)
-            .bind(&job.row.multipart_upload_id)
-            .bind(job.row.part_checksums)
-            .bind(job.row.part_size)
-            .bind(job.row.part_count)
-            .bind(job.row.created_at)
-            .bind(job.row.expires_at)
-            .bind(job.now_ms)
-            .bind(&job.row.owner)
-            .bind(job.now_ms)
-            .bind(i64::from(job.max_pending))
-            .execute(&mut *tx)
-            .await?;
-        inserted.push(done.rows_affected() == 1);
+        let owner = job.row.owner.as_str();
+        let max = i64::from(job.max_pending);
+        if !room.contains_key(owner) {
+            let counted: Option<i64> = sqlx::query_scalar("SELECT pending FROM owner_pending WHERE owner = ?")
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut pending = counted.unwrap_or(0);
+            if pending >= max {
+                pending = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' \
+                     AND expires_at > ? LIMIT ?)",
+                )
+                .bind(owner)
+                .bind(job.now_ms)
+                .bind(max)
+                .fetch_one(&mut *tx)
+                .await?;
+            }
+            room.insert(owner, max - pending);
+        }
+        let left = room.get_mut(owner).expect("inserted above");
+        inserted.push(*left > 0);
+        if *left > 0 {
+            *left -= 1;
+        }
+    }
+    let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
+    if !rows.is_empty() {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+             multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) ",
+        );
+        insert.push_values(rows, |mut values, row| {
+            values
+                .push_bind(&row.id)
+                .push_bind(&row.owner)
+                .push_bind(&row.object_key)
+                .push_bind(&row.name)
+                .push_bind(row.size)
+                .push_bind(&row.content_type)
+                .push_bind(&row.sha256)
+                .push_bind(&row.meta)
+                .push_bind(&row.uploader)
+                .push_bind(&row.multipart_upload_id)
+                .push_bind(row.part_checksums)
+                .push_bind(row.part_size)
+                .push_bind(row.part_count)
+                .push_bind(UploadState::Pending.as_str())
+                .push_bind(row.created_at)
+                .push_bind(row.expires_at)
+                .push_bind(row.created_at);
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(inserted)

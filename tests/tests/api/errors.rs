@@ -81,8 +81,25 @@ async fn too_many_pending_uploads(backend: Backend) {
     let created = responses.iter().filter(|r| r.status() == StatusCode::CREATED).count();
     let refused = responses.iter().filter(|r| r.status() == StatusCode::CONFLICT).count();
     assert_eq!((created, refused), (2, 10));
+    // Cancelling one frees its slot.
+    let first = server.as_owner("cat2");
+    let a = first.create("a.txt", 1, "text/plain").await;
+    first.create("b.txt", 1, "text/plain").await;
+    expect_error(first.post_raw_json(json!({"name": "c.txt", "size": 1})).await, 409, "too_many_files").await;
+    assert_eq!(first.delete(&format!("/uploads/{}", a["id"].as_str().unwrap())).await.status(), StatusCode::NO_CONTENT);
+    first.create("c.txt", 1, "text/plain").await;
     // Another owner has their own allowance.
     server.as_owner("dog").create("1.txt", 1, "text/plain").await;
+}
+
+async fn uploads_past_their_window_do_not_count_before_the_sweeper_runs(backend: Backend) {
+    let server = TestServer::start(backend, |c| c.max_files(2).url_ttl_secs(1)).await;
+    let client = server.as_owner("slow");
+    client.create("1.txt", 1, "text/plain").await;
+    client.create("2.txt", 1, "text/plain").await;
+    expect_error(client.post_raw_json(json!({"name": "3.txt", "size": 1})).await, 409, "too_many_files").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.create("3.txt", 1, "text/plain").await;
 }
 
 async fn unauthorized_without_a_valid_token(backend: Backend) {
@@ -254,6 +271,7 @@ async fn storage_unavailable_when_the_store_does_not_answer() {
 }
 
 on_every_backend!(
+    uploads_past_their_window_do_not_count_before_the_sweeper_runs,
     invalid_request_for_malformed_and_missing_and_bad_values,
     file_too_large_and_type_not_accepted_name_the_limit,
     too_many_pending_uploads,

@@ -72,7 +72,7 @@ pub(crate) async fn create(
         let parts = plan_parts(request.size, config.part_size)
             .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
         // Refuse before the store does work; the insert below re-checks atomically.
-        config.constraints.check_count(state.db().count_pending(&owner.0, now).await?)?;
+        config.constraints.check_count(state.db().count_pending(&owner.0, now, config.constraints.max_files).await?)?;
         let upload_id = state.storage().create_multipart(&key, &row.content_type, request.part_checksums).await?;
         row.part_checksums = request.part_checksums;
         row.uploader = S3_MULTIPART.to_owned();
