@@ -176,6 +176,14 @@ async function main() {
         const done = () => open && !(open = false) && s.active--;
         this.addEventListener("readystatechange", () => this.readyState === 4 && done());
         this.addEventListener("loadend", done);
+        // A request aborted between open() and send() (a pause landing
+        // there) makes send() throw, and no event follows: not in flight.
+        try {
+          return send.apply(this, args);
+        } catch (e) {
+          done();
+          throw e;
+        }
       }
       return send.apply(this, args);
     };
@@ -305,6 +313,10 @@ async function main() {
         assertEq(await r.locator("td.type").textContent(), "application/octet-stream", `type shown for ${f.name}`);
         assert((await r.locator("time").getAttribute("datetime")).length > 0, "date");
       }
+      // Announcements are batched for 150 ms; wait for the last ones.
+      await page
+        .waitForFunction((names) => names.every((n) => window.__announced.join("\n").includes(`${n} uploaded.`)), three.map((f) => f.name), { timeout: 5000, polling: 50 })
+        .catch(() => {});
       const said = await announced();
       for (const f of three) assert(said.includes(`${f.name} uploaded.`), `live region announced ${f.name}: ${said}`);
       assert(said.includes(`${big.name}: 25%`), `live region announced a milestone: ${said}`);
