@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: free ports, process start/stop,
 waiting for readiness, wrk runs, RSS."""
 import json
+import resource
 import os
 import signal
 import socket
@@ -131,6 +132,21 @@ def tree_cpu_seconds(pid):
     return total / tick
 
 
+def tree_ctx_switches(pid):
+    """Voluntary + involuntary context switches of every thread of a process tree."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
 def wrk(url, connections, seconds, env_extra=None, lua=None):
     """Runs wrk with the create script; returns the parsed BENCH_JSON line."""
     lua = lua or os.path.join(BENCH, "load", "create.lua")
@@ -139,11 +155,15 @@ def wrk(url, connections, seconds, env_extra=None, lua=None):
     env["BENCH_PATH"] = urllib.parse.urlsplit(url).path
     env.update(env_extra or {})
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", lua, url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in r.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             res = json.loads(line[len("BENCH_JSON "):])
             res["stderr"] = r.stderr.strip()[:300]
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            res["wrk_cpu_us_per_req"] = round(cpu * 1e6 / max(res["requests"], 1), 1)
             return res
     raise RuntimeError(f"wrk gave no result: {r.stdout} {r.stderr}")
 

@@ -96,8 +96,8 @@ def server_section(out_dir):
         "Server CPU is the user + system time of the server's process tree during the measured window, per",
         "request: less sensitive to the other work on the machine than requests/s.",
         "",
-        "| server | measure | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU us/req | server RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | measure | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU us/req | wrk CPU us/req | server context switches/req | server RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     failed = []
     for t in targets:
@@ -106,20 +106,20 @@ def server_section(out_dir):
             if not r:
                 continue
             if "failed" in r:
-                lines.append(f"| {t} | {r['measure']} | {c} | failed | | | | | | |")
+                lines.append(f"| {t} | {r['measure']} | {c} | failed | | | | | | | | |")
                 failed.append((t, c, r["failed"]))
                 continue
             rss = r.get("server_rss_kib")
             rss = f"{rss / 1024:.0f}" if rss else ""
             lines.append(f"| {t} | {r['measure']} | {c} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                         f"{r['non2xx']} | {r['errors']} | {r.get('server_cpu_us_per_req', '')} | {rss} |")
+                         f"{r['non2xx']} | {r['errors']} | {r.get('server_cpu_us_per_req', '')} | {r.get('wrk_cpu_us_per_req', '')} | {r.get('server_ctx_switches_per_req', '')} | {rss} |")
         for r in res:
             if r["target"] == t and "connections" not in r and "failed" in r:
-                lines.append(f"| {t} | {r['measure']} | | could not run | | | | | | |")
+                lines.append(f"| {t} | {r['measure']} | | could not run | | | | | | | | |")
                 failed.append((t, None, r["failed"]))
     lines += ["", "Ratios, create requests/s of upload-server on Garage over each peer at the same connections:", "",
               "| peer | " + " | ".join(f"{c} conns" for c in conns) + " |", "|---|" + "---:|" * len(conns)]
-    for peer in [t for t in targets if not t.startswith("ours")] + ["ours-embedded"]:
+    for peer in [t for t in targets if not t.startswith("ours")]:
         cells = []
         for c in conns:
             a, b = by.get(("ours-garage", c), {}), by.get((peer, c), {})
@@ -136,6 +136,13 @@ def server_section(out_dir):
                       + (f"{ours256['rps']:,.0f} req/s, p99 {ours256['p99_ms']:.1f} ms at 256. " if "rps" in ours256 else "")
                       + ("**Met.**" if ours64["rps"] >= 25000 and ours64["p99_ms"] < 10 and ours256.get("p99_ms", 99) < 10
                          else "**Not met** on this machine (see the analysis below).")]
+        if ours64.get("server_cpu_us_per_req") and ours64.get("wrk_cpu_us_per_req"):
+            cores = os.cpu_count()
+            budget = (cores * 1e6 - 25000 * ours64["wrk_cpu_us_per_req"]) / 25000
+            lines += ["", f"CPU budget: wrk spends {ours64['wrk_cpu_us_per_req']:.0f} us of CPU per request on the same "
+                          f"{cores} cores, so 25,000 req/s leaves at most {budget:.0f} us of CPU per create for the server "
+                          f"even on an otherwise idle machine; it spent {ours64['server_cpu_us_per_req']:.0f} us "
+                          f"({ours64['server_ctx_switches_per_req']} context switches per request) at 64 connections."]
     return lines, failed
 
 
@@ -236,7 +243,7 @@ def main():
     a.load_start = run.get("load_start", a.load_start)
     a.load_end = run.get("load_end", a.load_end)
     commit = sh(f"git -C {HERE} rev-parse --short HEAD")
-    dirty = sh(f"git -C {HERE} status --short -- crates | wc -l")
+    dirty = run.get("dirty") or sh(f"git -C {HERE} status --short -- crates | wc -l")
     server, failed = server_section(a.out_dir)
     browser, memory = browser_sections(a.out_dir)
     doc = [
@@ -248,6 +255,7 @@ def main():
         f"- Command: `{a.command}` ({a.seconds // 60} min {a.seconds % 60} s)",
         f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}"
         + (f" ({dirty} uncommitted files under crates/ in the tree it built)" if dirty and dirty != "0" else ""),
+        f"- Server binary: {run.get('server_bin', '?')}; browser package: {run.get('pkg', '?')}",
         f"- Machine: {machine()}",
         f"- Load average (1, 5, 15 min) at the start: {a.load_start}; at the end: {a.load_end}. Other engineers were",
         "  compiling and testing on the same 2 cores during the run.",

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from common import BENCH, SERVER_BIN, VENV_BIN, Proc, free_port, loadavg, tree_cpu_seconds, tree_rss_kib, wait_http, wrk
+from common import BENCH, SERVER_BIN, VENV_BIN, Proc, free_port, loadavg, tree_cpu_seconds, tree_ctx_switches, tree_rss_kib, wait_http, wrk
 import peer_servers as peers
 
 TMP = os.environ.get("BENCH_TMP", "/tmp/bench")
@@ -63,14 +63,17 @@ def run_target(target, seconds, results):
             wrk(base + target["path"], c, 1, target.get("env"))
             load_before = loadavg()
             cpu_before = tree_cpu_seconds(proc.pid)
+            ctx_before = tree_ctx_switches(proc.pid)
             res = wrk(base + target["path"], c, seconds, target.get("env"))
             cpu = tree_cpu_seconds(proc.pid) - cpu_before
+            res["server_ctx_switches_per_req"] = round((tree_ctx_switches(proc.pid) - ctx_before) / max(res["requests"], 1), 2)
             res.update(target=target["name"], measure=target["measure"], connections=c, load_before=load_before,
                        server_rss_kib=tree_rss_kib(proc.pid), server_cpu_s=round(cpu, 2),
                        server_cpu_us_per_req=round(cpu * 1e6 / max(res["requests"], 1), 1))
             print(f"  {target['name']:<24} c={c:<4} {res['rps']:>9.0f} req/s  p50 {res['p50_ms']:.2f} ms  "
                   f"p99 {res['p99_ms']:.2f} ms  non2xx {res['non2xx']} errors {res['errors']}  "
-                  f"server CPU {res['server_cpu_us_per_req']:.0f} us/req", flush=True)
+                  f"server CPU {res['server_cpu_us_per_req']:.0f} us/req, wrk {res['wrk_cpu_us_per_req']:.0f} us/req, "
+                  f"{res['server_ctx_switches_per_req']:.1f} ctx switches/req", flush=True)
         except Exception as e:  # a peer that fails is reported, not fatal
             traceback.print_exc()
             res = dict(target=target["name"], measure=target["measure"], connections=c, failed=str(e)[:500])

@@ -74,6 +74,9 @@ out=bench/out
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.txt
 cp -r crates/upload-wasm/pkg "$tmp/pkg"
+# The binary too: target/release is shared, and a rebuild mid-run would mix two servers in one report.
+cp target/release/upload-server "$tmp/upload-server"
+export UPLOAD_SERVER_BIN=$tmp/upload-server
 cleanup() {
   scripts/garage.sh stop "$tmp/garage" || true
   rm -rf "$tmp"
@@ -81,9 +84,12 @@ cleanup() {
 trap cleanup EXIT
 eval "$(scripts/garage.sh start "$tmp/garage")"
 export BENCH_TMP=$tmp BENCH_PKG=$tmp/pkg
+bin_id="target/release/upload-server built $(date -u -r target/release/upload-server '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$tmp/upload-server" | cut -c1-12)"
+dirty=$(git status --short -- crates | wc -l)
+pkg_id="crates/upload-wasm/pkg built $(date -u -r crates/upload-wasm/pkg/upload_wasm_bg.wasm '+%Y-%m-%d %H:%M:%S UTC')"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if $quick; then secs=5; rounds=1; else secs=10; rounds=2; fi
+if $quick; then secs=5; rounds=1; else secs=10; rounds=3; fi
 
 if has size; then
   log "client size"
@@ -109,8 +115,9 @@ if has browser; then
   fi
 fi
 
-printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s"}\n' \
-  "${args_given:+ $args_given}" "$(($(date +%s) - started))" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/run.json"
+printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s", "server_bin": "%s", "pkg": "%s", "dirty": "%s"}\n' \
+  "${args_given:+ $args_given}" "$(($(date +%s) - started))" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  "$bin_id" "$pkg_id" "$dirty" >"$out/run.json"
 log "writing docs/benchmarks.md"
 bench/.venv/bin/python bench/report.py "$out" docs/benchmarks.md
 log "done: docs/benchmarks.md"
