@@ -8,6 +8,11 @@ use tracing_subscriber::EnvFilter;
 use upload_server::storage::s3::S3Storage;
 use upload_server::{AppState, Config, ConfigBuilder, StorageConfig, app};
 
+// The request path allocates many small, short-lived buffers (JSON, policy,
+// headers); glibc's malloc showed up at ~12% of a create-upload profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Direct-to-storage uploads: presigns, verifies and records. Configuration
 /// comes from UPLOAD_* environment variables (see docs/configuration.md);
 /// flags override them.

@@ -78,8 +78,31 @@ pub fn sign_post_form(
 /// The hex SigV4 signature of a base64 policy: HMAC-SHA256 under the day's
 /// signing key for `s3` in `region`.
 pub fn sign_policy(policy_b64: &str, secret_access_key: &str, at: SystemTime, region: &str) -> String {
-    let signing_key = aws_sigv4::sign::v4::generate_signing_key(secret_access_key, at, region, "s3");
-    aws_sigv4::sign::v4::calculate_signature(signing_key, policy_b64.as_bytes())
+    let signing_key = day_signing_key(secret_access_key, at, region);
+    aws_sigv4::sign::v4::calculate_signature(signing_key.as_slice(), policy_b64.as_bytes())
+}
+
+/// The signing key is the same all day for one secret and region; deriving
+/// it takes four HMACs, so the last one is kept (one entry per thread).
+fn day_signing_key(secret_access_key: &str, at: SystemTime, region: &str) -> Vec<u8> {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(u64, String, String, Vec<u8>)>> = const { RefCell::new(None) };
+    }
+    let day = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached_day, cached_secret, cached_region, key)) = last.as_ref()
+            && *cached_day == day
+            && cached_secret == secret_access_key
+            && cached_region == region
+        {
+            return key.clone();
+        }
+        let key = aws_sigv4::sign::v4::generate_signing_key(secret_access_key, at, region, "s3").as_ref().to_vec();
+        *last = Some((day, secret_access_key.to_owned(), region.to_owned(), key.clone()));
+        key
+    })
 }
 
 fn format_expiration(at: OffsetDateTime) -> String {
