@@ -86,21 +86,27 @@ pub fn sign_policy(policy_b64: &str, secret_access_key: &str, at: SystemTime, re
 /// it takes four HMACs, so the last one is kept (one entry per thread).
 fn day_signing_key(secret_access_key: &str, at: SystemTime, region: &str) -> Vec<u8> {
     use std::cell::RefCell;
+    struct DayKey {
+        day: u64,
+        secret: String,
+        region: String,
+        key: Vec<u8>,
+    }
     thread_local! {
-        static LAST: RefCell<Option<(u64, String, String, Vec<u8>)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<DayKey>> = const { RefCell::new(None) };
     }
     let day = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((cached_day, cached_secret, cached_region, key)) = last.as_ref()
-            && *cached_day == day
-            && cached_secret == secret_access_key
-            && cached_region == region
+        if let Some(cached) = last.as_ref()
+            && cached.day == day
+            && cached.secret == secret_access_key
+            && cached.region == region
         {
-            return key.clone();
+            return cached.key.clone();
         }
         let key = aws_sigv4::sign::v4::generate_signing_key(secret_access_key, at, region, "s3").as_ref().to_vec();
-        *last = Some((day, secret_access_key.to_owned(), region.to_owned(), key.clone()));
+        *last = Some(DayKey { day, secret: secret_access_key.to_owned(), region: region.to_owned(), key: key.clone() });
         key
     })
 }
