@@ -35,6 +35,18 @@ const tmp = process.env.BENCH_TMP || "/tmp/bench";
 const pkg = process.env.BENCH_PKG || path.join(root, "crates/upload-wasm/pkg");
 fs.mkdirSync(tmp, { recursive: true });
 
+// CPU seconds (user + system) of a process, to see who is busy during an upload.
+function cpuSeconds(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+const garagePid = process.env.GARAGE_DIR && fs.existsSync(`${process.env.GARAGE_DIR}/garage.pid`)
+  ? Number(fs.readFileSync(`${process.env.GARAGE_DIR}/garage.pid`, "utf8")) : 0;
+
 function makeFile(name, mib) {
   const file = path.join(tmp, name);
   // /dev/urandom through dd: fast, and the page cache keeps it for the read.
@@ -149,10 +161,13 @@ try {
         const file = makeFile(`tp-${client}-${round}.bin`, sizeMiB);
         const entry = { client, round, size: sizeMiB * MiB, load_before: fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ") };
         try {
+          const g0 = cpuSeconds(garagePid);
           const r = await uploaders[client](file);
+          const garageCpu = cpuSeconds(garagePid) - g0;
           if (r.size !== sizeMiB * MiB) throw new Error(`recorded size ${r.size}`);
-          Object.assign(entry, r, { mib_s: sizeMiB / (r.ms / 1000) });
-          console.log(`  ${client.padEnd(5)} round ${round}: ${entry.mib_s.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s)`);
+          Object.assign(entry, r, { mib_s: sizeMiB / (r.ms / 1000), garage_cpu_s: Number.isNaN(garageCpu) ? null : garageCpu });
+          console.log(`  ${client.padEnd(5)} round ${round}: ${entry.mib_s.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s), ` +
+            `Garage CPU ${garageCpu.toFixed(1)} s`);
         } catch (e) {
           entry.failed = String(e.message || e).slice(0, 500);
           console.log(`  ${client} round ${round}: FAILED ${entry.failed}`);

@@ -199,12 +199,17 @@ def browser_sections(out_dir):
         cells = ", ".join(f"{r['mib_s']:.1f}" if "mib_s" in r else f"failed: {r['failed'][:120]}" for r in runs)
         lines.append(f"| {label} | {cells} | {med[c]:.1f} | {fmt_ratio(med['ours'], med[c])} |" if med[c]
                      else f"| {label} | {cells} | failed | |")
+    gcpu = [(r["garage_cpu_s"], r["ms"] / 1000) for r in tp if r.get("garage_cpu_s")]
+    if gcpu:
+        share = statistics.median(c / t for c, t in gcpu)
+        lines += ["", f"Garage alone used a median {share:.2f} cores (CPU seconds per second of upload) during these uploads, "
+                      f"on a machine of {os.cpu_count()} cores that also ran Chromium (or Node), upload-server and the other "
+                      "engineers' work."]
     if med.get("ours") and med.get("raw") and med.get("uppy"):
         ok = med["ours"] >= 0.9 * med["raw"] and med["ours"] >= 1.5 * med["uppy"]
         lines += ["", f"Target: >= 90% of the raw baseline and >= 1.5x Uppy. Measured: {med['ours'] / med['raw']:.0%} of raw, "
                       f"{med['ours'] / med['uppy']:.2f}x Uppy: **{'met' if ok else 'not met'}**."]
-    lines += ["", "With checksums on: not measured. The browser package's JS API (`UploadOptions`) has no option to ask",
-              "for per-part checksums (`part_checksums` in `POST /uploads`), so the browser cannot turn them on."]
+    lines += ["", "With checksums on: not measured (see the notes below)."]
     mem = ["Our client uploading one file (multipart, same settings), sampled every 20 ms in the page",
            "(`performance.memory.usedJSHeapSize` with `--enable-precise-memory-info`, the wasm `memory.buffer`) and every",
            "100 ms over the DevTools protocol (`Runtime.getHeapUsage`); \"before\" is after a forced GC with the file selected.", "",

@@ -50,6 +50,16 @@ def start_ours(name, store, extra=None, data_dir=None):
     return proc, f"http://127.0.0.1:{port}", data
 
 
+def wait_idle(pid, limit=30):
+    """Returns once the process tree used under 10% of a core for half a second."""
+    end = time.time() + limit
+    while time.time() < end:
+        before = tree_cpu_seconds(pid)
+        time.sleep(0.5)
+        if tree_cpu_seconds(pid) - before < 0.05:
+            return
+
+
 def run_target(target, seconds, results):
     """One target at every connection count; a fresh server (and database) per run."""
     for c in CONNECTIONS:
@@ -61,6 +71,9 @@ def run_target(target, seconds, results):
                 proc, base = target["start"](f"{target['name']}-{c}")
             # Warm-up: a second at the same concurrency (connections, JIT-free but caches, pools).
             wrk(base + target["path"], c, 1, target.get("env"))
+            # A slow server still works through the warm-up's requests after wrk
+            # has hung up (gunicorn's sync workers, Datasette): wait until it idles.
+            wait_idle(proc.pid)
             load_before = loadavg()
             cpu_before = tree_cpu_seconds(proc.pid)
             ctx_before = tree_ctx_switches(proc.pid)
