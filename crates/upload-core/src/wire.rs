@@ -50,6 +50,11 @@ pub struct CreateUpload {
     /// on S3, keeps a composite checksum).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub part_checksums: bool,
+    /// The plan the client prefers (`S3`, `S3Multipart`, `Chunked`); the
+    /// server picks by size when absent, and refuses a plan its storage
+    /// cannot offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<String>,
 }
 
 /// How the browser sends the bytes; chosen by the server.

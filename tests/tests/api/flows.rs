@@ -217,7 +217,63 @@ async fn multipart_with_part_checksums(backend: Backend) {
     assert_eq!(sha256_b64(&body), sha256_b64(&data));
 }
 
+async fn chunked_uploads_with_content_range(backend: Backend) {
+    let server = TestServer::start(backend, |c| c.part_size(5 * 1024 * 1024)).await;
+    let client = server.as_owner("chunky");
+    let data = bytes(12 * 1024 * 1024 + 3, 31);
+    let created = client.post("/uploads", json!({"name": "c.bin", "size": data.len(), "uploader": "Chunked"})).await;
+    if backend == Backend::Garage {
+        // S3 has no Content-Range sessions: the plan is refused, not faked.
+        upload_tests::expect_error(created, 400, "invalid_request").await;
+        return;
+    }
+    let upload = json_ok(created, StatusCode::CREATED).await;
+    let id = upload["id"].as_str().unwrap();
+    let plan = &upload["upload"];
+    assert_eq!(plan["uploader"], "Chunked", "{upload}");
+    let url = plan["url"].as_str().unwrap();
+    let chunk = plan["chunk_size"].as_u64().unwrap() as usize;
+    let total = data.len();
+    let put = |start: usize, end: usize, body: Vec<u8>| {
+        let range =
+            if start == end { format!("bytes */{total}") } else { format!("bytes {start}-{}/{total}", end - 1) };
+        server.http.put(url).header("content-range", range).body(body).send()
+    };
+    let stored_range = |r: &reqwest::Response| r.headers().get("range").map(|v| v.to_str().unwrap().to_owned());
+
+    let first = put(0, chunk, data[..chunk].to_vec()).await.unwrap();
+    assert_eq!(first.status(), 308);
+    assert_eq!(stored_range(&first), Some(format!("bytes=0-{}", chunk - 1)));
+    // Asking how much is stored, and a chunk that skips ahead, both answer where it ends.
+    let asked = put(0, 0, Vec::new()).await.unwrap();
+    assert_eq!((asked.status().as_u16(), stored_range(&asked)), (308, Some(format!("bytes=0-{}", chunk - 1))));
+    let skipped = put(2 * chunk, total, data[2 * chunk..].to_vec()).await.unwrap();
+    assert_eq!((skipped.status().as_u16(), stored_range(&skipped)), (308, Some(format!("bytes=0-{}", chunk - 1))));
+    // A chunk shorter than its range is refused and leaves the stored bytes as they were.
+    let short = put(chunk, 2 * chunk, data[chunk..2 * chunk - 1].to_vec()).await.unwrap();
+    assert_eq!(short.status(), 400);
+    // Completing before the last chunk: nothing is in place yet.
+    upload_tests::expect_error(
+        client.post(&format!("/uploads/{id}/complete"), json!({})).await,
+        409,
+        "upload_incomplete",
+    )
+    .await;
+    let second = put(chunk, 2 * chunk, data[chunk..2 * chunk].to_vec()).await.unwrap();
+    assert_eq!(second.status(), 308);
+    let last = put(2 * chunk, total, data[2 * chunk..].to_vec()).await.unwrap();
+    assert_eq!(last.status(), 200);
+
+    let done = json_ok(client.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    assert_eq!(done["file"]["size"], total);
+    assert_eq!(done["file"]["sha256"], sha256_b64(&data));
+    let download = json_ok(client.get(&format!("/files/{id}")).await, StatusCode::OK).await;
+    let body = server.http.get(download["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256_b64(&body), sha256_b64(&data));
+}
+
 on_every_backend!(
+    chunked_uploads_with_content_range,
     multipart_with_part_checksums,
     single_post_upload_download_and_delete,
     multipart_upload_with_part_puts_then_download,

@@ -25,6 +25,7 @@ use crate::time_util::{datetime, now_ms, rfc3339};
 
 const S3: &str = "S3";
 const S3_MULTIPART: &str = "S3Multipart";
+const CHUNKED: &str = "Chunked";
 
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -46,8 +47,27 @@ pub(crate) async fn create(
     let date = KeyDate { year: today.year(), month: today.month() as u8, day: today.day() };
     let key = object_key(&owner.0, date, &id, &request.name)
         .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "owner id is not usable"))?;
-    let multipart = request.size >= config.multipart_threshold;
-    let window = if multipart { config.multipart_window } else { config.url_ttl };
+    let uploader = match request.uploader.as_deref() {
+        None => {
+            if request.size >= config.multipart_threshold {
+                S3_MULTIPART
+            } else {
+                S3
+            }
+        }
+        Some(S3) if request.size > upload_core::MAX_PART_SIZE => {
+            return Err(ApiError::invalid("a single POST carries at most 5 GiB; use S3Multipart"));
+        }
+        Some(S3) => S3,
+        Some(S3_MULTIPART) => S3_MULTIPART,
+        Some(CHUNKED) => CHUNKED,
+        Some(other) => {
+            return Err(ApiError::invalid(format!("uploader `{other}` is not one of S3, S3Multipart, Chunked")));
+        }
+    };
+    let multipart = uploader == S3_MULTIPART;
+    // Part and chunk URLs are signed for as long as the upload may take.
+    let window = if uploader == S3 { config.url_ttl } else { config.multipart_window };
     let expires_at = now + window.as_millis() as i64;
 
     let mut row = UploadRow {
@@ -80,6 +100,16 @@ pub(crate) async fn create(
         row.part_size = Some(parts.part_size as i64);
         row.part_count = Some(i64::from(parts.part_count));
         UploadPlan::S3Multipart { upload_id, part_size: parts.part_size, part_count: parts.part_count }
+    } else if uploader == CHUNKED {
+        let session = match state.storage().create_chunked(&key, &row.content_type, request.size).await {
+            Err(StorageError::NotSupported(what)) => {
+                return Err(ApiError::invalid(format!("{what} are not offered by this storage backend")));
+            }
+            other => other?,
+        };
+        row.uploader = CHUNKED.to_owned();
+        row.multipart_upload_id = Some(session);
+        chunked_plan(&state, &row).await?
     } else {
         post_plan(&state, &row).await?
     };
@@ -110,6 +140,12 @@ async fn post_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan> {
         })
         .await?;
     Ok(UploadPlan::S3 { method: "POST".to_owned(), url: form.url, fields: form.fields })
+}
+
+async fn chunked_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan> {
+    let session = row.multipart_upload_id.as_deref().unwrap_or_default();
+    let signed = state.storage().presign_chunked(session, row.size as u64, datetime(row.expires_at)).await?;
+    Ok(UploadPlan::Chunked { url: signed.url, chunk_size: state.config().part_size, headers: signed.headers })
 }
 
 async fn load(state: &AppState, owner: &Owner, id: &str) -> ApiResult<UploadRow> {
@@ -224,6 +260,18 @@ pub(crate) async fn status(
                 part_count: part_count as u32,
             };
             (plan, parts)
+        }
+        _ if row.uploader == CHUNKED => {
+            let plan = if pending && now_ms() < row.expires_at {
+                chunked_plan(&state, &row).await?
+            } else {
+                UploadPlan::Chunked {
+                    url: String::new(),
+                    chunk_size: state.config().part_size,
+                    headers: BTreeMap::new(),
+                }
+            };
+            (plan, Vec::new())
         }
         _ if pending && now_ms() < row.expires_at => (post_plan(&state, &row).await?, Vec::new()),
         _ => (UploadPlan::S3 { method: "POST".to_owned(), url: String::new(), fields: BTreeMap::new() }, Vec::new()),

@@ -55,6 +55,14 @@ pub(crate) struct MultipartMeta {
     pub(crate) content_type: String,
 }
 
+/// A `Chunked` session: the bytes so far are in `data` beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChunkedMeta {
+    pub(crate) key: String,
+    pub(crate) content_type: String,
+    pub(crate) size: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PartMeta {
     pub(crate) etag: String,
@@ -143,6 +151,13 @@ impl LocalStorage {
             return Err(StorageError::NotFound);
         }
         read_json(&self.multipart_dir(upload_id).join("upload.json")).await?.ok_or(StorageError::NotFound)
+    }
+
+    pub(crate) async fn read_chunked(&self, session: &str) -> Result<ChunkedMeta, StorageError> {
+        if !is_upload_id(session) {
+            return Err(StorageError::NotFound);
+        }
+        read_json(&self.multipart_dir(session).join("chunked.json")).await?.ok_or(StorageError::NotFound)
     }
 
     pub(crate) async fn read_object_meta(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
@@ -387,6 +402,30 @@ impl Storage for LocalStorage {
             }
         }
         Ok(())
+    }
+
+    async fn create_chunked(&self, key: &str, content_type: &str, size: u64) -> Result<String, StorageError> {
+        let session = ulid::Ulid::new().to_string();
+        let dir = self.multipart_dir(&session);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err("creating the chunked session", e))?;
+        tokio::fs::File::create(dir.join("data")).await.map_err(|e| io_err("creating the chunked session", e))?;
+        let meta = ChunkedMeta { key: key.to_owned(), content_type: content_type.to_owned(), size };
+        write_json_atomic(self, &dir.join("chunked.json"), &meta).await?;
+        Ok(session)
+    }
+
+    async fn presign_chunked(
+        &self,
+        session: &str,
+        size: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<PresignedRequest, StorageError> {
+        let expires = Self::unix(expires_at).to_string();
+        let signature = self.sign(&["PUT chunked", session, &size.to_string(), &expires]);
+        Ok(PresignedRequest {
+            url: format!("{}/chunked/{session}?size={size}&expires={expires}&signature={signature}", self.base_url),
+            headers: BTreeMap::new(),
+        })
     }
 
     async fn presign_get(

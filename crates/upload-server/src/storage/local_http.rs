@@ -83,12 +83,13 @@ pub(crate) fn router(store: Arc<LocalStorage>, origins: &[String]) -> Router {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::PUT, Method::POST, Method::HEAD])
         .allow_headers(tower_http::cors::Any)
-        .expose_headers([header::ETAG])
+        .expose_headers([header::ETAG, header::RANGE])
         .max_age(Duration::from_secs(3600));
     Router::new()
         .route("/form", post(post_form))
         .route("/multipart/{upload_id}/{part}", put(put_part))
         .route("/objects/{hex}", get(get_object))
+        .route("/chunked/{session}", put(put_chunk))
         // Sizes are bounded by what was signed, checked while streaming.
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
@@ -396,4 +397,138 @@ async fn get_object(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+#[derive(Deserialize)]
+struct ChunkQuery {
+    size: u64,
+    expires: String,
+    signature: String,
+}
+
+/// Sessions with a chunk being written: one writer per session at a time.
+static BUSY_SESSIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct SessionGuard(String);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut busy = BUSY_SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+        busy.retain(|s| *s != self.0);
+    }
+}
+
+/// `308 Resume Incomplete` with the stored range, as Google Cloud Storage answers.
+fn resume_incomplete(stored: u64) -> Response {
+    let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+    if stored > 0 {
+        let range = HeaderValue::from_str(&format!("bytes=0-{}", stored - 1)).expect("ASCII");
+        response.headers_mut().insert(header::RANGE, range);
+    }
+    response
+}
+
+/// One chunk of a `Chunked` upload: `Content-Range: bytes a-b/total` must
+/// start where the stored bytes end (else the answer says where they end);
+/// `bytes */total` with no body asks how much is stored. The last chunk
+/// moves the whole file into place.
+async fn put_chunk(
+    State(store): State<Arc<LocalStorage>>,
+    Path(session): Path<String>,
+    Query(query): Query<ChunkQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, StoreError> {
+    let size_text = query.size.to_string();
+    if !store.verify(&["PUT chunked", &session, &size_text, &query.expires], &query.signature) {
+        return Err(denied("The request signature we calculated does not match the signature you provided"));
+    }
+    check_expiry(&query.expires)?;
+    let meta = store.read_chunked(&session).await?;
+    if meta.size != query.size {
+        return Err(denied("the session was signed for another size"));
+    }
+    let bad_range = || refuse(StatusCode::BAD_REQUEST, "InvalidRange", "expected Content-Range: bytes a-b/total");
+    let range = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).ok_or_else(bad_range)?;
+    let (span, total) = range.strip_prefix("bytes ").and_then(|r| r.split_once('/')).ok_or_else(bad_range)?;
+    if total.parse::<u64>().ok() != Some(meta.size) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "InvalidRange", format!("the total must be {}", meta.size)));
+    }
+    let _guard = {
+        let mut busy = BUSY_SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+        if busy.contains(&session) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "OperationAborted",
+                "another chunk of this upload is being written",
+            ));
+        }
+        busy.push(session.clone());
+        SessionGuard(session.clone())
+    };
+    let dir = store.multipart_dir(&session);
+    let data = dir.join("data");
+    let stored = tokio::fs::metadata(&data).await.map_err(|e| StorageError::Other(e.to_string()))?.len();
+    if span == "*" {
+        return Ok(resume_incomplete(stored));
+    }
+    let (first, last) = span
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b && *b < meta.size)
+        .ok_or_else(bad_range)?;
+    if first != stored {
+        // Not where the stored bytes end: say where they do.
+        return Ok(resume_incomplete(stored));
+    }
+    let length = last - first + 1;
+    let mut out =
+        tokio::fs::OpenOptions::new().append(true).open(&data).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    let mut written = 0u64;
+    let mut stream = body.into_data_stream();
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            failure = Some(refuse(StatusCode::BAD_REQUEST, "IncompleteBody", "the chunk was cut short"));
+            break;
+        };
+        written += chunk.len() as u64;
+        if written > length {
+            failure =
+                Some(refuse(StatusCode::BAD_REQUEST, "EntityTooLarge", format!("the chunk must be {length} bytes")));
+            break;
+        }
+        out.write_all(&chunk).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    }
+    if failure.is_none() && written != length {
+        failure = Some(refuse(StatusCode::BAD_REQUEST, "IncompleteBody", format!("got {written} of {length} bytes")));
+    }
+    if let Some(failure) = failure {
+        // Keep only whole chunks: the next try starts where this one did.
+        out.set_len(stored).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        return Err(failure);
+    }
+    out.sync_all().await.map_err(|e| StorageError::Other(e.to_string()))?;
+    drop(out);
+    let now_stored = stored + length;
+    if now_stored < meta.size {
+        return Ok(resume_incomplete(now_stored));
+    }
+    // The last chunk: hash the whole file, then move it into place.
+    let mut file = tokio::fs::File::open(&data).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n =
+            tokio::io::AsyncReadExt::read(&mut file, &mut buf).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha256 = BASE64.encode(hasher.finalize());
+    let object = ObjectMeta { key: meta.key, size: meta.size, content_type: meta.content_type, sha256: sha256.clone() };
+    store.commit_object(&data, &object).await?;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    Ok((StatusCode::OK, [(header::ETAG, format!("\"{sha256}\""))]).into_response())
 }

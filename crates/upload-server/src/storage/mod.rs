@@ -135,6 +135,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes an object; succeeds if it is already gone.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
+    /// Opens a resumable session for the `Chunked` plan (consecutive
+    /// `Content-Range` PUTs answered with 308 until the last); returns its id.
+    async fn create_chunked(&self, _key: &str, _content_type: &str, _size: u64) -> Result<String, StorageError> {
+        Err(StorageError::NotSupported("Chunked uploads"))
+    }
+
+    /// Signs the session URL of a `Chunked` upload.
+    async fn presign_chunked(
+        &self,
+        _session: &str,
+        _size: u64,
+        _expires_at: OffsetDateTime,
+    ) -> Result<PresignedRequest, StorageError> {
+        Err(StorageError::NotSupported("Chunked uploads"))
+    }
+
     /// Signs a GET answering with this `Content-Disposition`.
     async fn presign_get(
         &self,
