@@ -71,6 +71,21 @@ export interface UploaderOptions {
   retries?: number;
   /** Base of the exponential backoff between tries, in ms. Default 500. */
   retryDelay?: number;
+  /**
+   * SHA-256 of every part (multipart) or of the whole file (single POST),
+   * computed in the browser and verified by the store; a part the store
+   * refuses is read, hashed and sent again. Loads the package's `hash/`
+   * module on first use. Default false.
+   */
+  checksums?: boolean;
+  /**
+   * Keep a record per multipart upload in localStorage, and continue an
+   * upload of the same file (after a reload or a crash) with only the parts
+   * the store lacks. Loads the package's `hash/` module on first use. Default false.
+   */
+  resume?: boolean;
+  /** Called when `resume` found an earlier upload of `file`: `stored` of `parts` parts are already in the store. */
+  onResume?: (file: Blob, info: { id: string; stored: number; parts: number }) => void;
 }
 
 /** Options of `uploader.upload(file, ...)`. */

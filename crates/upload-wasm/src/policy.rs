@@ -252,8 +252,10 @@ fn judge(status: u16, body: &str, what: &str, ok_308: bool) -> (u32, Option<Fail
         429 => (AGAIN, "rate_limited"),
         500..=599 if store_code == "SlowDown" => (AGAIN, "rate_limited"),
         500..=599 => (AGAIN, "storage_unavailable"),
+        // The bytes differ from the signed checksum: read, hash and sign
+        // again (a bounded number of times), as for an expired URL.
         _ if matches!(store_code, "BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch") => {
-            (FATAL, CHECKSUM_MISMATCH)
+            (FORBIDDEN, CHECKSUM_MISMATCH)
         }
         403 if find(body, "xpired").is_some() => (FORBIDDEN, "upload_expired"),
         403 => (FORBIDDEN, "unauthorized"),

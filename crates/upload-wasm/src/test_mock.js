@@ -31,7 +31,7 @@ export function installMock(options = {}) {
     chunkShortBy: options.chunkShortBy || 0,
     stepMs: options.stepMs ?? 2,
     log: [],
-    faults: [], // {part, status | "network", times}
+    faults: [], // {part, status | "network", times, code? (the store's <Code>)}
     expired: new Set(options.expireParts || []), // parts whose first URL the store refuses (403)
     sign: {}, // part number -> times signed
     uploads: {},
@@ -200,7 +200,7 @@ export function installMock(options = {}) {
               fault.times--;
               if (fault.status === "network") return "error";
               this.status = fault.status;
-              this.responseText = "<Error><Code>ServiceUnavailable</Code></Error>";
+              this.responseText = `<Error><Code>${fault.code || "ServiceUnavailable"}</Code></Error>`;
               return "load";
             }
             const [status, headers, text] = storeAnswer(this, body);

@@ -254,6 +254,35 @@ async fn a_part_failing_every_try_fails_the_upload_and_deletes_it() {
 }
 
 #[wasm_bindgen_test]
+async fn a_part_refused_for_its_checksum_is_signed_and_sent_again_a_bounded_number_of_times() {
+    let _serial = serial().await;
+    // Once: signed again (with a fresh checksum when checksums are on) and sent again.
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    let fault = obj(&[("part", num(2.0)), ("status", num(400.0)), ("code", "BadDigest".into()), ("times", num(1.0))]);
+    faults(&mock).push(&fault);
+    let upload = start(&uploader(2), &mock, &make_file(300, "a.bin", ""));
+    done(&upload).await.expect("the part is sent again");
+    assert_eq!(call(&mock, "putsOf", &[num(2.0)]).as_f64(), Some(2.0));
+    assert_eq!(get_f64(&get(&mock, "sign"), "2"), Some(2.0), "part 2 signed again");
+
+    // Every time: `checksum_mismatch` after the retries, and the upload deleted.
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    let fault = obj(&[
+        ("part", num(1.0)),
+        ("status", num(400.0)),
+        ("code", "XAmzContentSHA256Mismatch".into()),
+        ("times", num(99.0)),
+    ]);
+    faults(&mock).push(&fault);
+    let upload = start(&uploader(2), &mock, &make_file(300, "a.bin", ""));
+    let err = done(&upload).await.expect_err("gives up");
+    assert_eq!(code(&err), "checksum_mismatch");
+    assert_eq!(get_f64(&err, "status"), Some(400.0));
+    assert_eq!(call(&mock, "putsOf", &[num(1.0)]).as_f64(), Some(5.0), "five tries in all");
+    assert_eq!(count(&mock, "DELETE", "^/uploads/u1$"), 1);
+}
+
+#[wasm_bindgen_test]
 async fn chunked_follows_308_and_range() {
     let _serial = serial().await;
     let mock =

@@ -2,6 +2,10 @@
 // the pool of request slots. Written by hand because a Rust async state
 // machine per flow cost the .wasm three times what this file costs.
 //
+// scripts/build-wasm.sh shortens the names of Task's methods and fields
+// listed in its `transport_private`: a new private name may join the list; a
+// name used outside this file must never be in it.
+//
 // Every decision is Rust's (src/policy.rs), asked through `ask(op, ...)`:
 // the constraint checks (upload-core's `UploadConstraints::check`), the part
 // ranges (upload-core's `PartPlan`), the error codes of the API's and the
@@ -133,9 +137,9 @@ class Task {
     const size = file.size;
     // A Blob reports a whole number of bytes; NaN (not a Blob) becomes 0.
     this.size = size > 0 && size < Infinity ? Math.trunc(size) : 0;
-    Object.assign(this, { file, name, ctx, sink, id: undefined, state: "queued", xhrs: new Set(), wake: null });
-    // Bytes stored, bytes of requests in flight by key, the highest shown.
-    Object.assign(this, { stored: 0, inflight: new Map(), shown: 0, lastEvent: "", lastEmit: 0, timer: false });
+    // Then bytes stored, bytes of requests in flight by key, the highest shown.
+    Object.assign(this, { file, name, ctx, sink, id: undefined, state: "queued", xhrs: new Set(), wake: null,
+      stored: 0, inflight: new Map(), shown: 0, lastEvent: "", lastEmit: 0, timer: false });
   }
 
   setState(state) {
@@ -337,7 +341,8 @@ async function s3Post(t, url, fields) {
     const sent = await t.sendPooled(0, t.size, "POST", url, [], form);
     const [v, err] = await t.judge(sent, "the form POST", false, attempt);
     if (v == OK) return t.addStored(0, t.size);
-    if (v == FORBIDDEN) throw err;
+    // A refused checksum (bytes changed on the way) is tried again, as a part is.
+    if (v == FORBIDDEN && (err.code != "checksum_mismatch" || ask(RETRY, err, STORE, attempt, t.ctx.retry) < 0)) throw err;
   }
 }
 
@@ -352,7 +357,7 @@ async function multipart(t, signer, parts, etags) {
   let stored = 0;
   parts.forEach(([, len], i) => (etags[i] == null ? queue.push(i + 1) : (stored += len)));
   t.setStored(stored);
-  const run = { parts, signer, queue, urls: [], signing: null, etags, error: null };
+  const run = { parts, signer, queue, urls: [], sums: [], signing: null, etags, error: null };
   // Wait for every worker, not just the first failure: no part may still be
   // on its way when the caller completes or deletes the upload.
   await Promise.all(Array.from({ length: Math.min(t.ctx.concurrency, queue.length) }, () => worker(t, run)));
@@ -377,7 +382,7 @@ async function putPart(t, run, n) {
   const [offset, len] = run.parts[n - 1];
   const body = slice(t, offset, offset + len);
   for (let attempt = 1; ; attempt++) {
-    const signed = await urlFor(t, run, n);
+    const signed = await urlFor(t, run, n, body);
     const sent = await t.sendPooled(n, len, "PUT", signed[0], signed[1], body, () => run.error);
     const [v, err] = await t.judge(sent, "part " + n, false, attempt);
     if (v == OK) {
@@ -385,8 +390,9 @@ async function putPart(t, run, n) {
       return t.addStored(n, len);
     }
     if (v == FORBIDDEN) {
-      // Most likely the URL expired while the part waited: sign again.
-      run.urls[n - 1] = null;
+      // Most likely the URL expired while the part waited, or the store
+      // refused the bytes (checksum_mismatch): read, hash, sign again.
+      run.urls[n - 1] = run.sums[n - 1] = null;
       if (run.signer.urls || ask(RETRY, err, STORE, attempt, t.ctx.retry) < 0) throw err;
     }
   }
@@ -394,8 +400,10 @@ async function putPart(t, run, n) {
 
 /** Part n's [url, headers]: cached, from a batch another worker is
  *  fetching, or from a new batch of this part and the next ones queued. */
-async function urlFor(t, run, n) {
-  const { urls, api, id } = run.signer;
+async function urlFor(t, run, n, body) {
+  const { urls, api, id, sum } = run.signer;
+  // Checksums on: the part's SHA-256 (of `body`) is signed into its URL.
+  if (sum) run.sums[n - 1] ||= await sum(body);
   if (urls) {
     if (urls[n - 1] == null) throw fail("invalid_request", "no URL for this part");
     return [urls[n - 1], []];
@@ -407,11 +415,12 @@ async function urlFor(t, run, n) {
       await run.signing;
       continue;
     }
-    const numbers = [n, ...run.queue.filter((q) => !run.urls[q - 1])].slice(0, t.ctx.batch);
+    // With checksums, each part is signed alone, once hashed.
+    const numbers = [n, ...run.queue.filter((q) => !sum && !run.urls[q - 1])].slice(0, t.ctx.batch);
     let done;
     run.signing = new Promise((r) => (done = r));
     try {
-      const answer = await api.retrying("POST", `/uploads/${id}/parts`, { part_numbers: numbers }, YES, t.ctx);
+      const answer = await api.retrying("POST", `/uploads/${id}/parts`, { part_numbers: numbers, sha256: sum && { [n]: run.sums[n - 1] } }, YES, t.ctx);
       const signed = need(answer, "parts", Array.isArray).map((p) => [
         need(p, "part_number", whole),
         [need(p, "url", str), pairs(get(p, "headers"), () => bad("headers"))],
@@ -421,7 +430,7 @@ async function urlFor(t, run, n) {
       run.signing = null;
       done();
     }
-    if (!run.urls[n - 1]) throw fail("internal", "the server signed no URL for part " + n);
+    if (!run.urls[n - 1]) throw bad("parts");
   }
 }
 
@@ -528,7 +537,9 @@ async function run(t, sh, decl) {
     t.fail();
     // Free the server's slot and the stored bytes; not after a network
     // failure (the server is out of reach, the upload may be resumed by id).
+    // Its resume record (upload-hash's ext.js) goes too.
     if (t.id != null && (cancelled || e.code != "network")) {
+      t.x?.forget(t.file);
       await sh.api.retrying("DELETE", "/uploads/" + t.id, null, YES, t.ctx).catch(() => {});
     }
     throw e;
@@ -548,14 +559,19 @@ async function runInner(t, sh, decl) {
     const body = { name: t.name, size: t.size, type: decl.type };
     if (decl.sha256 != null) body.sha256 = decl.sha256;
     body.meta = decl.meta;
-    const created = await api.retrying("POST", "/uploads", body, IF_REFUSED, ctx);
+    const create = () => api.retrying("POST", "/uploads", body, IF_REFUSED, ctx);
+    // Checksums or resume on: src/ext.js of upload-hash (pkg/hash/) adds the
+    // checksums, or answers GET /uploads/{id} of this file's earlier upload.
+    const x = (t.x = await sh.x?.());
+    const created = await (x ? x.start(t.file, body, sh, create) : create());
     const id = (t.id = need(created, "id", str));
     const completeUrl = str(get(created, "complete_url")) ?? `/uploads/${id}/complete`;
     let plan = planFrom(get(created, "upload"), t.size);
     await t.checkpoint();
     t.setState("uploading");
     const etags = [];
-    const signer = { api, id };
+    merge(created, etags);
+    const signer = { api, id, sum: x?.sum };
     for (let resuming = false; ; resuming = true) {
       try {
         await sendPlan(t, plan, signer, etags, resuming);
@@ -583,6 +599,7 @@ async function runInner(t, sh, decl) {
       complete.parts = completed(etags);
     }
     const file = need(await api.retrying("POST", completeUrl, complete, YES, ctx), "file", isObj);
+    x?.forget(t.file);
     t.finish();
     await t.emitFinal();
     return file;
@@ -609,6 +626,8 @@ export function makeUploader(o, policy, maxSign) {
     retry: [opt(o, "retries", 5, 1, 20), opt(o, "retryDelay", 500)],
   };
   const sh = { api: api(endpoint, str(get(o, "token"))), ctx, cfg: null, files: null };
+  // The lazily loaded part (upload-hash), once, when asked for.
+  if (o.checksums || o.resume) sh.x = () => (sh.xp ||= import("../../../hash/ext.js").then((m) => m.ext(o)));
   // GET /config, asked once; asked again by the next file if it failed.
   sh.config = async () => {
     const p = (sh.cfg ||= sh.api.retrying("GET", "/config", null, YES, ctx));
