@@ -44,6 +44,26 @@ function cpuSeconds(pid) {
     return NaN;
   }
 }
+// CPU seconds of a process and all its descendants (Chromium's renderer, network service, GPU...).
+function treeCpuSeconds(pid) {
+  let total = 0;
+  const todo = [pid];
+  const seen = new Set();
+  while (todo.length) {
+    const p = todo.pop();
+    if (!p || seen.has(p)) continue;
+    seen.add(p);
+    const c = cpuSeconds(p);
+    if (!Number.isNaN(c)) total += c;
+    try {
+      for (const t of fs.readdirSync(`/proc/${p}/task`)) {
+        todo.push(...fs.readFileSync(`/proc/${p}/task/${t}/children`, "utf8").split(" ").filter(Boolean).map(Number));
+      }
+    } catch {}
+  }
+  return total;
+}
+let chromiumPid = 0;
 const garagePid = process.env.GARAGE_DIR && fs.existsSync(`${process.env.GARAGE_DIR}/garage.pid`)
   ? Number(fs.readFileSync(`${process.env.GARAGE_DIR}/garage.pid`, "utf8")) : 0;
 
@@ -101,6 +121,12 @@ try {
   });
   cleanups.push(() => browser.close());
   results.chromium = browser.version();
+  // playwright-core launches Chromium as a child of this process: find it.
+  for (const c of fs.readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, "utf8").split(" ").filter(Boolean)) {
+    try {
+      if (fs.readFileSync(`/proc/${c}/cmdline`, "utf8").includes("chromium")) chromiumPid = Number(c);
+    } catch {}
+  }
 
   async function freshPage() {
     const page = await browser.newPage();
@@ -112,7 +138,7 @@ try {
     return { page, cdp, errors };
   }
 
-  async function inBrowser(client, file) {
+  async function inBrowser(client, file, extra = false) {
     const { page, cdp, errors } = await freshPage();
     try {
       await page.setInputFiles("#files", file);
@@ -130,7 +156,9 @@ try {
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
-      const r = await page.evaluate(([c, endpoint, n]) => window.bench[c](endpoint, n), [client, server.base, concurrency]);
+      const cpu0 = treeCpuSeconds(chromiumPid);
+      const r = await page.evaluate(([c, endpoint, n, x]) => window.bench[c](endpoint, n, x), [client, server.base, concurrency, extra]);
+      r.client_cpu_s = chromiumPid ? treeCpuSeconds(chromiumPid) - cpu0 : null;
       running = false;
       await poll;
       const peak = await page.evaluate(() => window.bench.stopSampling());
@@ -149,25 +177,34 @@ try {
 
   const uploaders = {
     ours: (file) => inBrowser("ours", file),
+    // The same client with `checksums: true`: SHA-256 of every part in the browser, verified by the store.
+    "ours-checksums": (file) => inBrowser("ours", file, true),
     uppy: (file) => inBrowser("uppy", file),
-    raw: (file) => rawUpload(server.base, file, concurrency),
+    raw: async (file) => {
+      const c0 = process.cpuUsage();
+      const r = await rawUpload(server.base, file, concurrency);
+      const d = process.cpuUsage(c0);
+      return { ...r, client_cpu_s: (d.user + d.system) / 1e6 };
+    },
   };
 
   if (!skipThroughput) {
     for (let round = 1; round <= rounds; round++) {
       // Alternate the order between rounds so no client always goes first.
-      const order = round % 2 ? ["ours", "uppy", "raw"] : ["raw", "uppy", "ours"];
+      const order = round % 2 ? ["ours", "uppy", "raw", "ours-checksums"] : ["ours-checksums", "raw", "uppy", "ours"];
       for (const client of order) {
         const file = makeFile(`tp-${client}-${round}.bin`, sizeMiB);
         const entry = { client, round, size: sizeMiB * MiB, load_before: fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ") };
         try {
           const g0 = cpuSeconds(garagePid);
+          // The client's CPU (in r): Chromium's whole process tree around the upload, or this Node process for raw.
           const r = await uploaders[client](file);
           const garageCpu = cpuSeconds(garagePid) - g0;
+          const clientCpu = r.client_cpu_s ?? NaN;
           if (r.size !== sizeMiB * MiB) throw new Error(`recorded size ${r.size}`);
           Object.assign(entry, r, { mib_s: sizeMiB / (r.ms / 1000), garage_cpu_s: Number.isNaN(garageCpu) ? null : garageCpu });
-          console.log(`  ${client.padEnd(5)} round ${round}: ${entry.mib_s.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s), ` +
-            `Garage CPU ${garageCpu.toFixed(1)} s`);
+          console.log(`  ${client.padEnd(14)} round ${round}: ${entry.mib_s.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s), ` +
+            `Garage CPU ${garageCpu.toFixed(1)} s, client CPU ${clientCpu.toFixed(1)} s`);
         } catch (e) {
           entry.failed = String(e.message || e).slice(0, 500);
           console.log(`  ${client} round ${round}: FAILED ${entry.failed}`);

@@ -29,9 +29,9 @@ window.bench = {
     return { heap: peak.heap, wasm: peak.wasm };
   },
 
-  async ours(endpoint, concurrency) {
+  async ours(endpoint, concurrency, checksums = false) {
     const f = file();
-    const uploader = new Uploader({ endpoint, concurrency });
+    const uploader = new Uploader(checksums ? { endpoint, concurrency, checksums: true } : { endpoint, concurrency });
     await uploader.config();
     const t0 = performance.now();
     const record = await uploader.upload(f, { meta: { bench: "ours" } }).done;
