@@ -192,6 +192,7 @@ class Item {
     this.el.dataset.state = "queued";
     this.q(".error").hidden = true;
     this.q(".error").textContent = "";
+    this.q(".note").hidden = true;
     this.q("progress").removeAttribute("aria-describedby");
     this.q(".retry").hidden = true;
     this.q("progress").hidden = false;
@@ -244,6 +245,14 @@ class Item {
       this.milestone = quarter;
       announce(`${this.file.name}: ${quarter * 25}%`);
     }
+  }
+
+  /** The client found this file's upload from an earlier visit (resume). */
+  resumed({ stored, parts, next }) {
+    const note = this.q(".note");
+    note.textContent = stored ? `Resumed from part ${next} of ${parts}: ${stored} already uploaded.` : "Resumed an earlier upload of this file.";
+    note.hidden = false;
+    announce(`${this.file.name}: ${note.textContent}`);
   }
 
   togglePause() {
@@ -569,7 +578,17 @@ async function main() {
   els.input.disabled = true;
   try {
     await init();
-    uploader = new Uploader({ endpoint: API, token: token() || undefined, concurrency: 4 });
+    // checksums: every part (or the whole small file) carries its SHA-256,
+    // verified by the store. resume: a file chosen again after a reload or a
+    // crash continues its earlier upload (a record in localStorage).
+    uploader = new Uploader({
+      endpoint: API,
+      token: token() || undefined,
+      concurrency: 4,
+      checksums: true,
+      resume: true,
+      onResume: (file, info) => [...items].find((item) => item.file === file && !item.settled)?.resumed(info),
+    });
   } catch (e) {
     els.limits.textContent = `The upload client could not start: ${e.message ?? e}`;
     return;

@@ -242,6 +242,7 @@ async function main() {
   const wrongType = path.join(tmp, "notes.txt");
   fs.writeFileSync(wrongType, "not accepted here\n");
   const okForB = makeFile("with-token.bin", 200 * 1024);
+  const again = makeFile("resume-me.bin", 72 * MiB);
   const three = [big, small1, small2];
   const token = jwt(secret, "e2e-user");
 
@@ -417,6 +418,34 @@ async function main() {
       assertEq(await page.locator("#drop.over").count(), 0, "highlight after the drop");
       const [download] = await Promise.all([page.waitForEvent("download"), row("dropped.bin").getByRole("link", { name: "Download dropped.bin" }).click()]);
       assertEq(await sha256File(await download.path()), expected, "SHA-256 of the dropped file");
+    }],
+    ["A: a file chosen again after a reload resumes where it stopped", async () => {
+      await open(`${a.origin}/`);
+      await throttle(30 * MiB);
+      await page.setInputFiles("#files", [again.path]);
+      await page.waitForFunction((n) => {
+        const p = document.querySelector(`#queue li[data-name="${n}"] progress`);
+        // Over the 4 parts in flight (44%): some parts are stored.
+        return p && p.value > p.max * 0.65;
+      }, again.name, { timeout: 60000, polling: 20 });
+      const id = await item(again.name).getAttribute("data-upload-id");
+      assert(id, "upload id on the row");
+      await open(`${a.origin}/`); // the reload: requests in flight are lost
+      await throttle(null);
+      const stored = (await a.api("GET", `/uploads/${id}`)).body.parts.length;
+      assert(stored >= 1, "parts stored before the reload");
+      await page.setInputFiles("#files", [again.path]);
+      await waitSettled([again.name]);
+      assertEq(await stateOf(again.name), "done", "state");
+      assertEq(await item(again.name).getAttribute("data-upload-id"), id, "the same upload continued");
+      const config = (await a.api("GET", "/config")).body;
+      const note = await item(again.name).locator(".note").textContent();
+      const ok = new RegExp(`^Resumed from part \\d+ of ${Math.ceil(again.size / config.part_size)}: ${stored} already uploaded\\.$`);
+      assert(ok.test(note), `note "${note}" (${stored} parts stored)`);
+      assert(await item(again.name).locator(".note").isVisible(), "the note is shown");
+      const [download] = await Promise.all([page.waitForEvent("download"), row(again.name).getByRole("link", { name: `Download ${again.name}` }).click()]);
+      assertEq(await sha256File(await download.path()), again.sha256, "SHA-256 of the resumed file");
+      await page.screenshot({ path: path.join(artifacts, "page-resumed.png"), fullPage: true });
     }],
     ["B: with UPLOAD_JWT_SECRET and no token, the page asks for one", async () => {
       await open(`${b.origin}/`);

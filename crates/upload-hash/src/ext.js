@@ -105,10 +105,13 @@ export function ext(options) {
           if (e.status != 404 && e.status != 410) r.id = null;
         }
         if (get(status, "state") == "pending" && get(status.upload, "uploader") == "S3Multipart") {
-          const parts = Array.isArray(status.parts) ? status.parts.length : 0;
+          const held = new Set((Array.isArray(status.parts) ? status.parts : []).map((p) => get(p, "part_number")));
+          let next = 1;
+          while (held.has(next)) next++;
           if (onResume) {
             try {
-              onResume(file, { id: r.id, stored: parts, parts: status.upload.part_count });
+              // `next`: the first part the store lacks.
+              onResume(file, { id: r.id, stored: held.size, parts: status.upload.part_count, next });
             } catch {}
           }
           return status;

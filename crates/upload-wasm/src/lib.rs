@@ -84,8 +84,8 @@ export interface UploaderOptions {
    * the store lacks. Loads the package's `hash/` module on first use. Default false.
    */
   resume?: boolean;
-  /** Called when `resume` found an earlier upload of `file`: `stored` of `parts` parts are already in the store. */
-  onResume?: (file: Blob, info: { id: string; stored: number; parts: number }) => void;
+  /** Called when `resume` found an earlier upload of `file`: `stored` of `parts` parts are already in the store, `next` is the first one missing. */
+  onResume?: (file: Blob, info: { id: string; stored: number; parts: number; next: number }) => void;
 }
 
 /** Options of `uploader.upload(file, ...)`. */
