@@ -41,4 +41,5 @@ scripts/wasm-size.sh
 
 step "end to end: Chromium, the real server, Garage"
 cargo build -p upload-server
+cargo build -p upload-tests --bins # target/debug/fault-proxy for tests/e2e/faults.mjs
 bash tests/e2e/run.sh

@@ -11,8 +11,12 @@ cd "$root"
 if [[ ! -d $here/node_modules/playwright-core ]]; then
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
-if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm ]]; then
+if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm || ! -f crates/upload-wasm/pkg/hash/ext.js ]]; then
   bash scripts/build-wasm.sh
 fi
 node "$here/run.mjs"
 node "$here/page.mjs" # the upload page (www/) against the embedded default
+# Faults: target/debug/fault-proxy (cargo build -p upload-tests --bins) between
+# Chromium and a private Garage: resets, delays, the store down, a corrupted
+# part, resume after a reload.
+node "$here/faults.mjs"

@@ -156,10 +156,14 @@ root_domain = ".s3.localhost"
     GARAGE_DEFAULT_SECRET_KEY: hex(32),
     GARAGE_DEFAULT_BUCKET: "e2e-bucket",
   };
-  const log = fs.openSync(path.join(dir, "garage.log"), "w");
-  const proc = spawn("garage", ["-c", conf, "server", "--single-node", "--default-bucket"], { env, stdio: ["ignore", log, log] });
+  const log = fs.openSync(path.join(dir, "garage.log"), "a");
   const endpoint = `http://127.0.0.1:${s3Port}`;
-  await waitFor(async () => (await fetch(`${endpoint}/e2e-bucket`)).status === 403, "garage");
+  let proc;
+  const start = async () => {
+    proc = spawn("garage", ["-c", conf, "server", "--single-node", "--default-bucket"], { env, stdio: ["ignore", log, log] });
+    await waitFor(async () => (await fetch(`${endpoint}/e2e-bucket`)).status === 403, "garage");
+  };
+  await start();
   return {
     endpoint,
     bucket: "e2e-bucket",
@@ -167,6 +171,14 @@ root_domain = ".s3.localhost"
     accessKey: env.GARAGE_DEFAULT_ACCESS_KEY,
     secretKey: env.GARAGE_DEFAULT_SECRET_KEY,
     stop: () => proc.kill("SIGTERM"),
+    /** Kills Garage (`signal`) and waits until it has exited: the store is down. */
+    async kill(signal = "SIGKILL") {
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill(signal);
+      await exited;
+    },
+    /** Starts it again with the same configuration, keys and data. */
+    restart: start,
   };
 }
 
