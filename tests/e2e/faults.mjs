@@ -15,6 +15,7 @@
 // - a corrupted part (one byte flipped on the way): the store refuses it
 //   thanks to the signed checksum, the client reads, hashes and sends it
 //   again, the final object is correct;
+// - a small file (one form POST) goes with its SHA-256 signed into the form;
 // - resume after a reload: a multipart upload is interrupted by reloading
 //   the page; the same file chosen again sends only the missing parts.
 //
@@ -248,6 +249,7 @@ async function main() {
   const huge = makeFile("huge.bin", 200 * MiB);
   const big = makeFile("big.bin", 96 * MiB);
   const mid = makeFile("mid.bin", 40 * MiB + 7);
+  const small = makeFile("small.bin", 1 * MiB + 3);
 
   const tests = [
     ["200 MiB multipart through resets and delays: right SHA-256, monotonic progress", async () => {
@@ -302,6 +304,19 @@ async function main() {
         assertEq(r.puts.filter((p) => p.part === refused[0].part).length, 2, "tries of the corrupted part");
         assertProgress(i);
         await r.assertStored(i.result, mid);
+      } finally {
+        await r.close();
+      }
+    }],
+    ["a small file (one form POST) carries its whole-file SHA-256, recorded on the file", async () => {
+      const r = await rig([]);
+      try {
+        await r.uploader({ checksums: true });
+        const i = await r.settle(await r.start(small));
+        ok(i);
+        assertEq(r.puts.length, 0, "part PUTs");
+        assertEq(i.result.sha256, Buffer.from(small.sha256, "hex").toString("base64"), "File.sha256");
+        await r.assertStored(i.result, small);
       } finally {
         await r.close();
       }
