@@ -18,6 +18,26 @@ fn env(name: &str) -> String {
     })
 }
 
+/// Runs each listed `async fn(Backend)` once per backend, as
+/// `<name>::garage` and `<name>::local`, so one suite covers both.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn garage() {
+                    super::$name($crate::Backend::Garage).await
+                }
+                #[tokio::test]
+                async fn local() {
+                    super::$name($crate::Backend::Local).await
+                }
+            }
+        )*
+    };
+}
+
 /// Where a test server keeps its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

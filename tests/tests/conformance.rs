@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use time::OffsetDateTime;
 use upload_server::storage::{PartTarget, PostTarget, Storage, StorageError};
-use upload_tests::{Backend, TestServer, bytes, sha256_b64};
+use upload_tests::{Backend, TestServer, bytes, on_every_backend, sha256_b64};
 
 const MIB: usize = 1024 * 1024;
 
@@ -177,23 +177,6 @@ async fn forged_and_expired_part_urls_are_refused(backend: Backend) {
     assert!(refused(status), "expired URL: {status}");
     assert!(storage.list_parts(&key, &upload_id).await.unwrap().is_empty());
     storage.abort_multipart(&key, &upload_id).await.unwrap();
-}
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn garage() {
-                    super::$name(upload_tests::Backend::Garage).await
-                }
-                #[tokio::test]
-                async fn local() {
-                    super::$name(upload_tests::Backend::Local).await
-                }
-            }
-        )*
-    };
 }
 
 on_every_backend!(

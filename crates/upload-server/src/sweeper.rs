@@ -33,12 +33,18 @@ pub struct SweepReport {
     pub failed: u64,
 }
 
-/// One pass: expire overdue uploads and clean their storage.
+/// One pass: expire uploads more than `grace` past their window and clean their storage.
 pub async fn sweep_once(state: &AppState, grace: Duration) -> Result<SweepReport, sqlx::Error> {
+    sweep_until(state, now_ms() - grace.as_millis() as i64).await
+}
+
+/// One pass over the pending uploads whose window closed before `cutoff_ms`
+/// (unix milliseconds); tests pass a time in the future instead of waiting.
+pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport, sqlx::Error> {
     let mut report = SweepReport::default();
     let db = state.db();
     loop {
-        let overdue = db.overdue_pending(now_ms() - grace.as_millis() as i64, BATCH).await?;
+        let overdue = db.overdue_pending(cutoff_ms, BATCH).await?;
         let batch_len = overdue.len();
         for row in overdue {
             if db.claim_expired(&row.id, now_ms()).await? {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use upload_tests::{Backend, TestServer, bytes, json_ok, post_form, sha256_b64};
+use upload_tests::{Backend, TestServer, bytes, json_ok, on_every_backend, post_form, sha256_b64};
 
 async fn single_post_upload_download_and_delete(backend: Backend) {
     let server = TestServer::start(backend, |c| c).await;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use upload_tests::{Backend, TestServer, bytes, json_ok, post_form};
+use upload_tests::{Backend, TestServer, bytes, json_ok, on_every_backend, post_form};
 
 async fn traversal_names_stay_under_the_owner_prefix(backend: Backend) {
     let server = TestServer::start(backend, |c| c).await;

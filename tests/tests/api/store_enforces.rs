@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use upload_tests::{Backend, Client, TestServer, bytes, expect_error, json_ok, post_form};
+use upload_tests::{Backend, Client, TestServer, bytes, expect_error, json_ok, on_every_backend, post_form};
 
 /// Posts the form with `overrides` and `file`, expects the store to refuse it,
 /// then checks nothing was stored or recorded.

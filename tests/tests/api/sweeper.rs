@@ -6,14 +6,15 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use upload_server::storage::StorageError;
-use upload_server::sweeper::sweep_once;
-use upload_tests::{Backend, TestServer, bytes, json_ok, post_form};
+use upload_server::sweeper::{sweep_once, sweep_until};
+use upload_server::time_util::now_ms;
+use upload_tests::{Backend, TestServer, bytes, json_ok, on_every_backend, post_form};
 
 const MIB: usize = 1024 * 1024;
 
 async fn abandoned_uploads_are_expired_and_removed(backend: Backend) {
     let server = TestServer::start(backend, |c| {
-        c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64).url_ttl_secs(2).multipart_window_secs(2)
+        c.multipart_threshold(5 * MIB as u64).part_size(5 * MIB as u64).url_ttl_secs(60).multipart_window_secs(60)
     })
     .await;
     let client = server.as_owner("walker");
@@ -34,11 +35,11 @@ async fn abandoned_uploads_are_expired_and_removed(backend: Backend) {
     assert!(server.state.storage().head(key).await.unwrap().is_some());
 
     // Inside the window nothing is touched.
-    let report = sweep_once(&server.state, Duration::from_secs(3600)).await.unwrap();
+    let report = sweep_once(&server.state, Duration::ZERO).await.unwrap();
     assert_eq!(report.expired, 0);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let report = sweep_once(&server.state, Duration::ZERO).await.unwrap();
+    // Two minutes on: both windows have closed.
+    let report = sweep_until(&server.state, now_ms() + 120_000).await.unwrap();
     assert_eq!((report.expired, report.cleaned, report.failed), (2, 2, 0), "{report:?}");
 
     for upload in [&multipart, &single] {
@@ -54,20 +55,21 @@ async fn abandoned_uploads_are_expired_and_removed(backend: Backend) {
         Err(e) => panic!("{e}"),
     }
     // A second sweep finds nothing to do.
-    assert_eq!(sweep_once(&server.state, Duration::ZERO).await.unwrap(), Default::default());
+    assert_eq!(sweep_until(&server.state, now_ms() + 120_000).await.unwrap(), Default::default());
 }
 
 async fn concurrent_sweeps_expire_each_upload_once(backend: Backend) {
-    let server = TestServer::start(backend, |c| c.url_ttl_secs(1).max_files(50)).await;
+    let server = TestServer::start(backend, |c| c.max_files(50)).await;
     let client = server.as_owner("many");
     for i in 0..20 {
         client.create(&format!("{i}.txt"), 10, "text/plain").await;
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Four sweepers at once, each two hours ahead.
+    let cutoff = now_ms() + 7_200_000;
     let sweeps: Vec<_> = (0..4)
         .map(|_| {
             let state = server.state.clone();
-            tokio::spawn(async move { sweep_once(&state, Duration::ZERO).await.unwrap() })
+            tokio::spawn(async move { sweep_until(&state, cutoff).await.unwrap() })
         })
         .collect();
     let mut expired = 0;
