@@ -34,6 +34,7 @@ cargo test -p upload-tests
 
 step "browser client: unit tests in headless Chromium"
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver --mode no-install crates/upload-wasm
+wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver --mode no-install crates/upload-hash
 
 step "browser client: npm package build and size"
 scripts/build-wasm.sh
