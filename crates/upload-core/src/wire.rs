@@ -218,6 +218,9 @@ pub struct UploadStatus {
     pub expires_at: String,
     /// How to send the bytes (freshly signed while pending).
     pub upload: UploadPlan,
+    /// Whether every part must be signed with its SHA-256 (see [`CreateUpload::part_checksums`]).
+    #[serde(default)]
+    pub part_checksums: bool,
     /// Parts already stored (multipart only).
     pub parts: Vec<StoredPart>,
 }

@@ -208,6 +208,7 @@ async fn multipart_with_part_checksums(backend: Backend) {
         parts.push(json!({"part_number": i + 1, "etag": response.headers()["etag"].to_str().unwrap()}));
     }
     let status = json_ok(client.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["part_checksums"], true);
     assert_eq!(status["parts"][0]["sha256"], sums["1"]);
     let done =
         json_ok(client.post(&format!("/uploads/{id}/complete"), json!({"parts": parts})).await, StatusCode::OK).await;

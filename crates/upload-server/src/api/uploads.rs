@@ -283,6 +283,7 @@ pub(crate) async fn status(
         content_type: row.content_type.clone(),
         key: row.object_key.clone(),
         expires_at: rfc3339(row.expires_at),
+        part_checksums: row.part_checksums,
         id: row.id,
         upload,
         parts,
