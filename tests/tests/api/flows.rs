@@ -213,6 +213,13 @@ async fn multipart_with_part_checksums(backend: Backend) {
     let done =
         json_ok(client.post(&format!("/uploads/{id}/complete"), json!({"parts": parts})).await, StatusCode::OK).await;
     assert_eq!(done["file"]["size"], data.len());
+    // The store's verified digest: the whole file's on local disk, S3's
+    // composite (a digest of the part digests, with the part count) on Garage.
+    let recorded = done["file"]["sha256"].as_str().expect("a verified digest is recorded");
+    match backend {
+        Backend::Local => assert_eq!(recorded, sha256_b64(&data)),
+        Backend::Garage => assert!(recorded.ends_with("-2"), "composite checksum expected: {recorded}"),
+    }
     let download = json_ok(client.get(&format!("/files/{id}")).await, StatusCode::OK).await;
     let body = server.http.get(download["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256_b64(&body), sha256_b64(&data));

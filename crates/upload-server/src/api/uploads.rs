@@ -346,10 +346,16 @@ pub(crate) async fn complete(
         name: row.name.clone(),
         size: info.size as i64,
         content_type: row.content_type.clone(),
-        // A whole-object SHA-256 the store verified; composite multipart
-        // checksums (`...-N`) are not one. Otherwise the declared digest,
-        // which for single POSTs the store has checked against the policy.
-        sha256: info.checksum_sha256.clone().filter(|s| is_base64_sha256(s)).or(row.sha256.clone()),
+        // Only digests something verified: what the store reports (the
+        // whole-object SHA-256, or S3's composite `<digest>-<parts>` for a
+        // multipart upload with part checksums), else the declared digest of
+        // a single POST, which the store checked against the signed form.
+        // A whole-file digest declared for a multipart upload is not recorded:
+        // nothing checked it.
+        sha256: info
+            .checksum_sha256
+            .clone()
+            .or_else(|| row.multipart_upload_id.is_none().then(|| row.sha256.clone()).flatten()),
         meta: row.meta.clone(),
         created_at: now_ms(),
     };
