@@ -14,35 +14,14 @@ import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { freePort, startGarage, startProxy, startServer, startStatic } from "./servers.mjs";
+import { MiB, assert, assertEq, makeFileIn, sleep } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
-const MiB = 1024 * 1024;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "upload-e2e-"));
 const cleanups = [];
 
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-function assertEq(actual, expected, what) {
-  if (actual !== expected) throw new Error(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Writes `size` random bytes to a temp file; returns its path and SHA-256 (hex). */
-function makeFile(name, size) {
-  const file = path.join(tmp, name);
-  const fd = fs.openSync(file, "w");
-  const hash = crypto.createHash("sha256");
-  for (let left = size; left > 0; ) {
-    const chunk = crypto.randomBytes(Math.min(left, 4 * MiB));
-    hash.update(chunk);
-    fs.writeSync(fd, chunk);
-    left -= chunk.length;
-  }
-  fs.closeSync(fd);
-  return { path: file, size, sha256: hash.digest("hex") };
-}
+const makeFile = (name, size) => makeFileIn(tmp, name, size);
 
 async function main() {
   const bin = path.resolve(root, process.env.UPLOAD_SERVER_BIN || "target/debug/upload-server");
