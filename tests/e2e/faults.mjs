@@ -35,7 +35,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { freePort, startGarage, startStatic } from "./servers.mjs";
-import { MiB, assert, assertEq, makeFileIn, sleep } from "./util.mjs";
+import { MiB, assert, assertEq, makeFileIn, runSuite, runTests, sleep } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -339,38 +339,7 @@ async function main() {
     }],
   ];
 
-  let passed = 0;
-  let failed = 0;
-  const only = process.env.E2E_ONLY;
-  for (const [name, fn] of tests) {
-    if (only && !name.includes(only)) continue;
-    const t0 = Date.now();
-    try {
-      await fn();
-      passed++;
-      console.log(`ok - ${name} (${Date.now() - t0} ms)`);
-    } catch (e) {
-      failed++;
-      console.log(`not ok - ${name}: ${e.message}`);
-    }
-  }
-  console.log(`${passed} passed, ${failed} failed`);
-  return failed === 0 && passed > 0;
+  return runTests(tests);
 }
 
-let ok = false;
-try {
-  ok = await main();
-} catch (e) {
-  console.error(`fault tests: setup failed: ${e.stack || e}`);
-  console.log("0 passed, 1 failed");
-} finally {
-  for (const c of cleanups.reverse()) {
-    try {
-      await c();
-    } catch {}
-  }
-  if (ok || !process.env.E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
-  else console.error(`fault tests: logs kept in ${tmp}`);
-}
-process.exit(ok ? 0 : 1);
+await runSuite("fault tests", main, tmp, cleanups);

@@ -21,7 +21,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { freePort } from "./servers.mjs";
-import { MiB, assert, assertEq, makeFileIn, sleep } from "./util.mjs";
+import { MiB, assert, assertEq, makeFileIn, runSuite, runTests, sleep } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -468,45 +468,19 @@ async function main() {
     }],
   ];
 
-  let passed = 0;
-  let failed = 0;
-  const only = process.env.E2E_ONLY;
-  for (const [name, fn] of tests) {
-    if (only && !name.includes(only)) continue;
-    const t0 = Date.now();
-    try {
-      await fn();
-      assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`);
-      passed++;
-      console.log(`ok - page: ${name} (${Date.now() - t0} ms)`);
-    } catch (e) {
-      failed++;
+  return runTests(tests, {
+    prefix: "page: ",
+    firstLine: true,
+    check: () => assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`),
+    onFailure: async (n) => {
       pageErrors.length = 0;
-      console.log(`not ok - page: ${name}: ${e.message.split("\n")[0]}`);
       try {
-        await page.screenshot({ path: path.join(artifacts, `failed-${passed + failed}.png`), fullPage: true });
+        await page.screenshot({ path: path.join(artifacts, `failed-${n}.png`), fullPage: true });
       } catch {}
       await throttle(null).catch(() => {});
       await page.unrouteAll().catch(() => {});
-    }
-  }
-  console.log(`${passed} passed, ${failed} failed`);
-  return failed === 0 && passed > 0;
+    },
+  });
 }
 
-let ok = false;
-try {
-  ok = await main();
-} catch (e) {
-  console.error(`page e2e setup failed: ${e.stack || e}`);
-  console.log("0 passed, 1 failed");
-} finally {
-  for (const c of cleanups.reverse()) {
-    try {
-      await c();
-    } catch {}
-  }
-  if (ok || !process.env.E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
-  else console.error(`page e2e: logs kept in ${tmp}`);
-}
-process.exit(ok ? 0 : 1);
+await runSuite("page e2e", main, tmp, cleanups);
