@@ -37,6 +37,9 @@ struct Counters {
     resets: AtomicU64,
     delays: AtomicU64,
     corrupted: AtomicU64,
+    /// PUTs picked for corruption; claimed when their head is read, so
+    /// PUTs on parallel connections cannot both take the last one.
+    claimed: AtomicU64,
     unavailable: AtomicU64,
 }
 
@@ -186,7 +189,10 @@ impl RequestScanner {
             self.body_seen = 0;
             self.corrupt_this = head.starts_with("put ")
                 && self.body_left > 0
-                && counters.corrupted.load(Ordering::Relaxed) < corrupt_puts;
+                && counters
+                    .claimed
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < corrupt_puts).then_some(n + 1))
+                    .is_ok();
             self.head.clear();
             data = &mut data[end..];
         }
@@ -226,6 +232,23 @@ mod tests {
         assert_eq!(diffs.len(), 1, "exactly one byte flipped, and only in the first PUT");
         let head_len = original.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         assert_eq!(diffs[0], head_len + 1000);
+        assert_eq!(counters.corrupted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn regression_parallel_puts_share_one_corruption() {
+        // Two connections read their PUT heads before either body arrives:
+        // only the first may be corrupted (seen in CI: two were).
+        let counters = Counters::default();
+        let head = b"PUT /b/k?partNumber=1 HTTP/1.1\r\nContent-Length: 3000\r\n\r\n".to_vec();
+        let (mut first, mut second) = (RequestScanner::default(), RequestScanner::default());
+        first.scan(&mut head.clone(), 1, &counters);
+        second.scan(&mut head.clone(), 1, &counters);
+        let (mut body1, mut body2) = (vec![0u8; 3000], vec![0u8; 3000]);
+        first.scan(&mut body1, 1, &counters);
+        second.scan(&mut body2, 1, &counters);
+        let flipped = body1.iter().chain(&body2).filter(|b| **b != 0).count();
+        assert_eq!(flipped, 1);
         assert_eq!(counters.corrupted.load(Ordering::Relaxed), 1);
     }
 }
