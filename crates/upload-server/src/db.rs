@@ -42,6 +42,13 @@ struct InsertJob {
     reply: oneshot::Sender<Result<bool, sqlx::Error>>,
 }
 
+/// How every write transaction begins: with the write lock taken at once.
+/// A deferred transaction that reads first and then writes cannot wait for
+/// another writer (the WAL checkpointer's RESTART, another server instance):
+/// SQLite fails it with "database is locked" at once, since its snapshot
+/// would be stale. An immediate one waits in the busy handler instead.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// Most new uploads committed in one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -149,11 +156,21 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // The writer never checkpoints: a checkpoint copies the WAL into the
+        // database and syncs it, tens of milliseconds during which every
+        // create would wait on the writer. A connection of its own does it
+        // beside the writer (PASSIVE checkpoints take no write lock).
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Once the WAL starts over, its file is cut back to 64 MiB.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", "67108864"))
+            .await?;
         sqlx::migrate!("./migrations").run(&write).await?;
+        let checkpoints = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let read = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         let (inserts, jobs) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(insert_batches(write.clone(), jobs));
+        tokio::spawn(checkpoint_wal(checkpoints, inserts.downgrade()));
         Ok(Db { read, write, inserts })
     }
 
@@ -204,7 +221,7 @@ impl Db {
     /// Marks the upload completed and records its file, in one transaction.
     /// Returns false (and changes nothing) when the upload was no longer pending.
     pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query(
             "UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
         )
@@ -335,6 +352,44 @@ impl Db {
     }
 }
 
+/// How often the WAL is copied back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL frames (pages) past which the checkpointer makes the writer start the
+/// WAL over (16 MiB of 4 KiB pages).
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// The checkpointer task. Every [`CHECKPOINT_EVERY`], a PASSIVE checkpoint:
+/// it copies what no reader still needs and never blocks the writer. But
+/// the WAL only starts over when a write begins with every frame copied,
+/// which a busy writer never lets happen, so once it holds more than
+/// [`WAL_RESTART_FRAMES`] a RESTART checkpoint waits for the writer's current
+/// transaction, copies the few frames the passive ones left, and has the
+/// next write start the file over. Ends with the last handle on the database.
+async fn checkpoint_wal(pool: SqlitePool, alive: mpsc::WeakSender<InsertJob>) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if alive.upgrade().is_none() {
+            pool.close().await;
+            return;
+        }
+        // (busy, frames in the WAL, frames copied)
+        let passive: Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await;
+        let outcome = match passive {
+            Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES => {
+                sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&pool).await.map(drop)
+            }
+            other => other.map(drop),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+        }
+    }
+}
+
 /// The writer task: takes new uploads as they come, commits each batch in
 /// one transaction, answers every caller.
 async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
@@ -357,7 +412,7 @@ async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) 
 }
 
 async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = write.begin().await?;
+    let mut tx = write.begin_with(BEGIN_WRITE).await?;
     // Decide in order, with the per-owner counter read once per owner; only
     // an owner the counter says is full gets the exact, window-aware count.
     // This task is the only writer, so nothing changes between the reads
@@ -422,4 +477,94 @@ async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<boo
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection as _;
+
+    fn pending_row(id: &str) -> UploadRow {
+        UploadRow {
+            id: id.to_owned(),
+            owner: "alice".to_owned(),
+            object_key: format!("uploads/alice/{id}/a.bin"),
+            name: "a.bin".to_owned(),
+            size: 1,
+            content_type: "application/octet-stream".to_owned(),
+            sha256: None,
+            meta: "{}".to_owned(),
+            uploader: "S3".to_owned(),
+            multipart_upload_id: None,
+            part_checksums: false,
+            part_size: None,
+            part_count: None,
+            state: "pending".to_owned(),
+            created_at: 1,
+            expires_at: i64::MAX,
+        }
+    }
+
+    /// Another writer on the same file (a second instance, the checkpointer's
+    /// RESTART) holds the write lock for a while: a new upload waits for it
+    /// and is recorded, instead of failing with "database is locked".
+    #[tokio::test]
+    async fn a_new_upload_waits_for_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        assert!(db.insert_upload(&pending_row("01A"), 100, 2).await.unwrap());
+
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE owner_pending SET pending = pending WHERE owner = 'alice'")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let insert = tokio::spawn({
+            let db = db.clone();
+            async move { db.insert_upload(&pending_row("01B"), 100, 2).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!insert.is_finished(), "the insert must wait for the other writer");
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        assert!(insert.await.unwrap().expect("recorded once the other writer is done"));
+        assert!(db.upload("alice", "01B").await.unwrap().is_some());
+        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
+    }
+
+    /// The writer never checkpoints; the checkpointer keeps the WAL from
+    /// growing without end under a steady stream of inserts.
+    #[tokio::test]
+    async fn the_wal_starts_over_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("uploads.db");
+        let db = Db::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let wal = dir.path().join("uploads.db-wal");
+        // Rows with 4 KiB of meta take about a page each; 32 writers at once,
+        // so the writer commits in batches as it does under load.
+        let meta = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
+        let target = 16 * WAL_RESTART_FRAMES as u64;
+        let (mut n, mut largest) = (0u64, 0u64);
+        let started = std::time::Instant::now();
+        while n < target && started.elapsed() < Duration::from_secs(60) {
+            let mut writers = tokio::task::JoinSet::new();
+            for _ in 0..32 {
+                let (db, mut row) = (db.clone(), pending_row(&format!("{n:08}")));
+                row.meta = meta.clone();
+                writers.spawn(async move { db.insert_upload(&row, u32::MAX, 2).await });
+                n += 1;
+            }
+            while let Some(inserted) = writers.join_next().await {
+                assert!(inserted.unwrap().unwrap());
+            }
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        let written = n * 4096;
+        assert!(n >= target, "only {n} rows written in a minute");
+        assert!(
+            largest < written / 2,
+            "the WAL reached {largest} bytes for {written} bytes of rows: it never started over"
+        );
+    }
 }
