@@ -412,22 +412,47 @@ async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) 
 }
 
 async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = write.begin_with(BEGIN_WRITE).await?;
-    // Decide in order, with the per-owner counter read once per owner; only
-    // an owner the counter says is full gets the exact, window-aware count.
-    // This task is the only writer, so nothing changes between the reads
-    // and the insert.
-    let mut room: HashMap<&str, i64> = HashMap::new();
+    let mut conn = write.acquire().await?;
+    let outcome = insert_batch_in(&mut conn, batch).await;
+    if outcome.is_err() {
+        // The transaction is ours, not sqlx's (see below): end it, or the
+        // next write on this connection would run inside it.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    outcome
+}
+
+/// A batch in two trips to SQLite's worker thread (each trip is a wake-up
+/// of that thread and one of ours, the largest cost of a small commit):
+/// `BEGIN IMMEDIATE` with the counters of the batch's owners, then the
+/// insert with the `COMMIT`. sqlx runs a string of several statements as
+/// one command, binding the arguments in order; its `Transaction` would
+/// send BEGIN and COMMIT as trips of their own.
+async fn insert_batch_in(conn: &mut sqlx::SqliteConnection, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut read = QueryBuilder::new(BEGIN_WRITE);
+    read.push("; SELECT owner, pending FROM owner_pending WHERE owner IN (");
+    let mut list = read.separated(", ");
+    for owner in &owners {
+        list.push_bind(*owner);
+    }
+    read.push(")");
+    let counters: HashMap<String, i64> =
+        read.build_query_as::<(String, i64)>().fetch_all(&mut *conn).await?.into_iter().collect();
+
+    // Decide in order. Only an owner the counter says is full gets the
+    // exact, window-aware count (the counter also holds uploads past their
+    // window that the sweeper has not expired yet). The write lock is held
+    // from BEGIN IMMEDIATE, so nothing changes between the reads and the insert.
+    let mut room: HashMap<&str, i64> = HashMap::with_capacity(owners.len());
     let mut inserted = Vec::with_capacity(batch.len());
     for job in batch {
         let owner = job.row.owner.as_str();
         let max = i64::from(job.max_pending);
         if !room.contains_key(owner) {
-            let counted: Option<i64> = sqlx::query_scalar("SELECT pending FROM owner_pending WHERE owner = ?")
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let mut pending = counted.unwrap_or(0);
+            let mut pending = counters.get(owner).copied().unwrap_or(0);
             if pending >= max {
                 pending = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' \
@@ -436,7 +461,7 @@ async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<boo
                 .bind(owner)
                 .bind(job.now_ms)
                 .bind(max)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
             }
             room.insert(owner, max - pending);
@@ -448,34 +473,36 @@ async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<boo
         }
     }
     let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
-    if !rows.is_empty() {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-             multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) ",
-        );
-        insert.push_values(rows, |mut values, row| {
-            values
-                .push_bind(&row.id)
-                .push_bind(&row.owner)
-                .push_bind(&row.object_key)
-                .push_bind(&row.name)
-                .push_bind(row.size)
-                .push_bind(&row.content_type)
-                .push_bind(&row.sha256)
-                .push_bind(&row.meta)
-                .push_bind(&row.uploader)
-                .push_bind(&row.multipart_upload_id)
-                .push_bind(row.part_checksums)
-                .push_bind(row.part_size)
-                .push_bind(row.part_count)
-                .push_bind(UploadState::Pending.as_str())
-                .push_bind(row.created_at)
-                .push_bind(row.expires_at)
-                .push_bind(row.created_at);
-        });
-        insert.build().execute(&mut *tx).await?;
+    if rows.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        return Ok(inserted);
     }
-    tx.commit().await?;
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+         multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) ",
+    );
+    insert.push_values(rows, |mut values, row| {
+        values
+            .push_bind(&row.id)
+            .push_bind(&row.owner)
+            .push_bind(&row.object_key)
+            .push_bind(&row.name)
+            .push_bind(row.size)
+            .push_bind(&row.content_type)
+            .push_bind(&row.sha256)
+            .push_bind(&row.meta)
+            .push_bind(&row.uploader)
+            .push_bind(&row.multipart_upload_id)
+            .push_bind(row.part_checksums)
+            .push_bind(row.part_size)
+            .push_bind(row.part_count)
+            .push_bind(UploadState::Pending.as_str())
+            .push_bind(row.created_at)
+            .push_bind(row.expires_at)
+            .push_bind(row.created_at);
+    });
+    insert.push("; COMMIT");
+    insert.build().execute(&mut *conn).await?;
     Ok(inserted)
 }
 
