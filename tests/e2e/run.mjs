@@ -140,6 +140,28 @@ async function main() {
   fs.writeFileSync(wrongType, "not accepted\n");
 
   const tests = [
+    ["checksums: WebCrypto and the streaming wasm SHA-256 agree with Node's", async () => {
+      const sizes = [0, 1, 55, 64, 1 * MiB - 1, 1 * MiB, 3 * MiB + 5];
+      const got = await page.evaluate(async (sizes) => {
+        const m = await import("/pkg/hash/ext.js");
+        const out = [];
+        for (const n of sizes) {
+          const bytes = new Uint8Array(n);
+          for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
+          const blob = new Blob([bytes]);
+          out.push({ secure: isSecureContext, whole: await m.sum(blob), streaming: await m.sumStreaming(blob) });
+        }
+        return out;
+      }, sizes);
+      sizes.forEach((n, k) => {
+        const bytes = Buffer.alloc(n);
+        for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
+        const want = crypto.createHash("sha256").update(bytes).digest("base64");
+        assert(got[k].secure, "the test page is a secure context, so sum() takes the WebCrypto path");
+        assertEq(got[k].whole, want, `sum() of ${n} bytes`);
+        assertEq(got[k].streaming, want, `sumStreaming() of ${n} bytes`);
+      });
+    }],
     ["small file: one form POST to the store", async () => {
       await newUploader();
       await setFiles([small]);
