@@ -57,6 +57,11 @@ async fn post_object_head_get_delete(backend: Backend) {
     multipart = multipart.part("file", reqwest::multipart::Part::bytes(data.clone()));
     let response = server.http.post(&form.url).multipart(multipart).send().await.unwrap();
     assert!(response.status().is_success(), "{:?}", response.text().await);
+    // As S3 answers a form: the object's location, the key at the end of its path.
+    let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    let location = location.expect("a Location header");
+    let encoded_key = key.replace(' ', "%20");
+    assert!(location.ends_with(&format!("/{encoded_key}")), "{location} does not end with the key {encoded_key}");
 
     let info = storage.head(&key).await.unwrap().expect("stored");
     assert_eq!(info.size, data.len() as u64);

@@ -36,7 +36,7 @@ pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
 /// Local-disk storage.
 pub struct LocalStorage {
     root: PathBuf,
-    base_url: String,
+    pub(super) base_url: String,
     secret: Vec<u8>,
 }
 
@@ -162,10 +162,8 @@ impl LocalStorage {
 
     pub(crate) async fn read_object_meta(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
         let hex = Self::object_hex(key);
-        if !tokio::fs::try_exists(self.object_path(&hex)).await.unwrap_or(false) {
-            return Ok(None);
-        }
-        read_json(&self.object_meta_path(&hex)).await
+        let (object, meta) = (self.object_path(&hex), self.object_meta_path(&hex));
+        blocking(move || if object.exists() { read_json_now(&meta) } else { Ok(None) }).await
     }
 
     pub(crate) async fn read_object_meta_by_hex(&self, hex: &str) -> Result<Option<ObjectMeta>, StorageError> {
@@ -176,17 +174,22 @@ impl LocalStorage {
     }
 
     /// Moves a finished, verified temporary file into place as `key`.
+    /// One trip to the blocking pool for all of it: each `tokio::fs` call is
+    /// a trip of its own (two thread wake-ups), which made up most of a
+    /// small upload's cost.
     pub(crate) async fn commit_object(&self, temp: &Path, meta: &ObjectMeta) -> Result<(), StorageError> {
         let hex = Self::object_hex(&meta.key);
-        let path = self.object_path(&hex);
-        tokio::fs::create_dir_all(path.parent().expect("objects live in a fan-out directory"))
-            .await
-            .map_err(|e| io_err("creating the object directory", e))?;
-        // The description goes first: an object without one is invisible,
-        // a description without its object is ignored.
-        write_json_atomic(self, &self.object_meta_path(&hex), meta).await?;
-        tokio::fs::rename(temp, &path).await.map_err(|e| io_err("moving the object into place", e))?;
-        Ok(())
+        let (path, meta_path, meta_temp) = (self.object_path(&hex), self.object_meta_path(&hex), self.temp_path());
+        let (temp, meta) = (temp.to_owned(), serde_json::to_vec(meta).map_err(|e| StorageError::Other(e.to_string()))?);
+        blocking(move || {
+            std::fs::create_dir_all(path.parent().expect("objects live in a fan-out directory"))
+                .map_err(|e| io_err("creating the object directory", e))?;
+            // The description goes first: an object without one is invisible,
+            // a description without its object is ignored.
+            write_atomic_now(&meta_temp, &meta_path, &meta)?;
+            std::fs::rename(&temp, &path).map_err(|e| io_err("moving the object into place", e))
+        })
+        .await
     }
 
     /// Records a stored part (its bytes already renamed into place by the caller).
@@ -230,8 +233,13 @@ impl LocalStorage {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
-    match tokio::fs::read(path).await {
+async fn read_json<T: serde::de::DeserializeOwned + Send + 'static>(path: &Path) -> Result<Option<T>, StorageError> {
+    let path = path.to_owned();
+    blocking(move || read_json_now(&path)).await
+}
+
+fn read_json_now<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
+    match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| StorageError::Other(format!("{}: {e}", path.display()))),
@@ -241,12 +249,24 @@ async fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option
 }
 
 async fn write_json_atomic<T: Serialize>(store: &LocalStorage, path: &Path, value: &T) -> Result<(), StorageError> {
-    let temp = store.temp_path();
+    let (temp, path) = (store.temp_path(), path.to_owned());
     let bytes = serde_json::to_vec(value).map_err(|e| StorageError::Other(e.to_string()))?;
-    let mut file = tokio::fs::File::create(&temp).await.map_err(|e| io_err("writing metadata", e))?;
-    file.write_all(&bytes).await.map_err(|e| io_err("writing metadata", e))?;
-    file.sync_all().await.map_err(|e| io_err("writing metadata", e))?;
-    tokio::fs::rename(&temp, path).await.map_err(|e| io_err("writing metadata", e))
+    blocking(move || write_atomic_now(&temp, &path, &bytes)).await
+}
+
+/// Writes `bytes` to `temp`, syncs it and renames it to `path`.
+fn write_atomic_now(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let mut file = std::fs::File::create(temp).map_err(|e| io_err("writing metadata", e))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| io_err("writing metadata", e))?;
+    file.sync_all().map_err(|e| io_err("writing metadata", e))?;
+    std::fs::rename(temp, path).map_err(|e| io_err("writing metadata", e))
+}
+
+/// Runs file system work on the blocking pool, in one trip.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StorageError::Other(format!("file system task: {e}")))?
 }
 
 fn query_escape(value: &str) -> String {

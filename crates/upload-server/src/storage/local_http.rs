@@ -107,6 +107,10 @@ impl Drop for TempFile {
     }
 }
 
+/// Percent-encodes all but the unreserved characters and `/`.
+const KEY_IN_PATH: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -132,7 +136,7 @@ struct Allowed {
     sha256: Option<String>,
 }
 
-async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) -> Result<StatusCode, StoreError> {
+async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) -> Result<Response, StoreError> {
     let malformed = |e: axum::extract::multipart::MultipartError| {
         refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", e.body_text())
     };
@@ -202,11 +206,17 @@ async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) 
         if form.next_field().await.map_err(malformed)?.is_some() {
             return Err(refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", "the file must be the last field"));
         }
+        // As S3 answers a form with 204: the object's location, the key in its path.
+        let location = format!(
+            "{}/{LOCAL_BUCKET}/{}",
+            store.base_url,
+            percent_encoding::utf8_percent_encode(&allowed.key, KEY_IN_PATH)
+        );
         let meta = ObjectMeta { key: allowed.key, size, content_type: allowed.content_type, sha256 };
         store.commit_object(&path, &meta).await?;
         let mut temp = temp;
         temp.0 = None;
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok((StatusCode::NO_CONTENT, [(header::LOCATION, location)]).into_response());
     }
     Err(refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", "no `file` field"))
 }
