@@ -191,9 +191,9 @@ impl Db {
     /// Inserts a pending upload unless the owner already has `max_pending`
     /// pending ones; the count and the insert are one statement, so
     /// concurrent requests cannot overshoot. Returns whether it was inserted.
-    pub async fn insert_upload(&self, row: &UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
-        let job = InsertJob { row: row.clone(), max_pending, now_ms, reply };
+        let job = InsertJob { row, max_pending, now_ms, reply };
         self.inserts.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
@@ -540,7 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
         let db = Db::connect(&url).await.unwrap();
-        assert!(db.insert_upload(&pending_row("01A"), 100, 2).await.unwrap());
+        assert!(db.insert_upload(pending_row("01A"), 100, 2).await.unwrap());
 
         let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
@@ -550,7 +550,7 @@ mod tests {
             .unwrap();
         let insert = tokio::spawn({
             let db = db.clone();
-            async move { db.insert_upload(&pending_row("01B"), 100, 2).await }
+            async move { db.insert_upload(pending_row("01B"), 100, 2).await }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!insert.is_finished(), "the insert must wait for the other writer");
@@ -579,7 +579,7 @@ mod tests {
             for _ in 0..32 {
                 let (db, mut row) = (db.clone(), pending_row(&format!("{n:08}")));
                 row.meta = meta.clone();
-                writers.spawn(async move { db.insert_upload(&row, u32::MAX, 2).await });
+                writers.spawn(async move { db.insert_upload(row, u32::MAX, 2).await });
                 n += 1;
             }
             while let Some(inserted) = writers.join_next().await {

@@ -114,13 +114,14 @@ pub(crate) async fn create(
         post_plan(&state, &row).await?
     };
 
-    if !state.db().insert_upload(&row, config.constraints.max_files, now).await? {
-        if let Some(upload_id) = &row.multipart_upload_id {
+    let multipart_upload_id = row.multipart_upload_id.clone();
+    if !state.db().insert_upload(row, config.constraints.max_files, now).await? {
+        if let Some(upload_id) = &multipart_upload_id {
             state.storage().abort_multipart(&key, upload_id).await?;
         }
         config.constraints.check_count(u64::from(config.constraints.max_files))?;
     }
-    tracing::debug!(id, owner = owner.0, size = request.size, uploader = row.uploader, "upload signed");
+    tracing::debug!(id, owner = owner.0, size = request.size, uploader, "upload signed");
     let complete_url = format!("/api/v1/uploads/{id}/complete");
     Ok((
         StatusCode::CREATED,
