@@ -221,19 +221,20 @@ impl Db {
     /// Marks the upload completed and records its file, in one transaction.
     /// Returns false (and changes nothing) when the upload was no longer pending.
     pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        let done = sqlx::query(
-            "UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
-        )
-        .bind(now_ms)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(&format!("INSERT INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        // One trip to SQLite's worker (see insert_batch_in): the file is
+        // recorded only if the compare-and-set changed the upload, which
+        // `changes()` (the UPDATE's count) tells the INSERT.
+        let sql = format!(
+            "{BEGIN_WRITE}; \
+             UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'; \
+             INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
+             COMMIT"
+        );
+        let mut conn = self.write.acquire().await?;
+        let recorded = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(&file.id)
+            .bind(&file.owner)
             .bind(&file.id)
             .bind(&file.owner)
             .bind(&file.object_key)
@@ -243,10 +244,15 @@ impl Db {
             .bind(&file.sha256)
             .bind(&file.meta)
             .bind(file.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+            .fetch_all(&mut *conn)
+            .await;
+        match recorded {
+            Ok(rows) => Ok(!rows.is_empty()),
+            Err(e) => {
+                rollback(&mut conn).await;
+                Err(e)
+            }
+        }
     }
 
     /// One file of this owner.
@@ -415,11 +421,16 @@ async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<boo
     let mut conn = write.acquire().await?;
     let outcome = insert_batch_in(&mut conn, batch).await;
     if outcome.is_err() {
-        // The transaction is ours, not sqlx's (see below): end it, or the
-        // next write on this connection would run inside it.
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        rollback(&mut conn).await;
     }
     outcome
+}
+
+/// Ends a transaction begun by a statement string of ours (sqlx does not
+/// know of it) that failed part way, or the next write on this connection
+/// would run inside it. Harmless when none is open.
+async fn rollback(conn: &mut sqlx::SqliteConnection) {
+    let _ = sqlx::query("ROLLBACK").execute(conn).await;
 }
 
 /// A batch in two trips to SQLite's worker thread (each trip is a wake-up
@@ -557,6 +568,50 @@ mod tests {
         sqlx::query("COMMIT").execute(&mut other).await.unwrap();
         assert!(insert.await.unwrap().expect("recorded once the other writer is done"));
         assert!(db.upload("alice", "01B").await.unwrap().is_some());
+        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
+    }
+
+    /// Completing is a compare-and-set: once for the owner, never for
+    /// another owner, never twice; the file is recorded exactly once.
+    #[tokio::test]
+    async fn complete_records_the_file_once_and_only_for_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
+        assert!(db.insert_upload(pending_row("01C"), 100, 2).await.unwrap());
+        let file = |owner: &str| FileRow {
+            id: "01C".to_owned(),
+            owner: owner.to_owned(),
+            object_key: "uploads/alice/01C/a.bin".to_owned(),
+            name: "a.bin".to_owned(),
+            size: 1,
+            content_type: "application/octet-stream".to_owned(),
+            sha256: None,
+            meta: "{}".to_owned(),
+            created_at: 3,
+        };
+        assert!(!db.complete(&file("mallory"), 3).await.unwrap(), "another owner's upload");
+        assert!(db.file("mallory", "01C").await.unwrap().is_none());
+        assert!(db.complete(&file("alice"), 3).await.unwrap());
+        assert!(!db.complete(&file("alice"), 4).await.unwrap(), "no longer pending");
+        assert_eq!(db.file("alice", "01C").await.unwrap().unwrap().created_at, 3);
+        assert_eq!(db.upload("alice", "01C").await.unwrap().unwrap().state(), UploadState::Completed);
+        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 0);
+        // The connection is not left inside a transaction: the next write works.
+        assert!(db.insert_upload(pending_row("01D"), 100, 2).await.unwrap());
+    }
+
+    /// A batch that fails part way (here a second row on the same key) is
+    /// rolled back whole, answers an error, and leaves the writer usable.
+    #[tokio::test]
+    async fn a_failed_batch_is_rolled_back_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
+        assert!(db.insert_upload(pending_row("01E"), 100, 2).await.unwrap());
+        let mut clash = pending_row("01F");
+        clash.object_key = pending_row("01E").object_key;
+        assert!(db.insert_upload(clash, 100, 2).await.is_err());
+        assert!(db.upload("alice", "01F").await.unwrap().is_none());
+        assert!(db.insert_upload(pending_row("01G"), 100, 2).await.unwrap());
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
     }
 
