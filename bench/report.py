@@ -236,8 +236,7 @@ def browser_sections(out_dir):
     if gcpu:
         share = statistics.median(c / t for c, t in gcpu)
         lines += ["", f"Garage alone used a median {share:.2f} cores (CPU seconds per second of upload) during these uploads, "
-                      f"on a machine of {os.cpu_count()} cores that also ran Chromium (or Node), upload-server and the other "
-                      "engineers' work."]
+                      f"on a machine of {os.cpu_count()} cores that also ran Chromium (or Node) and upload-server."]
     if med.get("ours") and med.get("raw") and med.get("uppy"):
         ok = med["ours"] >= 0.9 * med["raw"] and med["ours"] >= 1.5 * med["uppy"]
         lines += ["", f"Target: >= 90% of the raw baseline and >= 1.5x Uppy. Measured: {med['ours'] / med['raw']:.0%} of raw, "
@@ -283,7 +282,9 @@ def main():
     a.seconds = run.get("seconds", a.seconds)
     a.load_start = run.get("load_start", a.load_start)
     a.load_end = run.get("load_end", a.load_end)
-    commit = sh(f"git -C {HERE} rev-parse --short HEAD")
+    # Both as the run recorded them, so --report-only after more commits tells the truth.
+    commit = run.get("commit") or sh(f"git -C {HERE} rev-parse --short HEAD")
+    finished = run.get("finished") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     dirty = run.get("dirty") or sh(f"git -C {HERE} status --short -- crates | wc -l")
     server, failed = server_section(a.out_dir)
     browser, memory = browser_sections(a.out_dir)
@@ -294,12 +295,12 @@ def main():
         "noisy: compare the ratios of one run, not absolutes across runs.",
         "",
         f"- Command: `{a.command}` ({a.seconds // 60} min {a.seconds % 60} s)",
-        f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}"
+        f"- Run: finished {finished}, commit {commit}"
         + (f" ({dirty} uncommitted files under crates/ in the tree it built)" if dirty and dirty != "0" else ""),
         f"- Server binary: {run.get('server_bin', '?')}; browser package: {run.get('pkg', '?')}",
         f"- Machine: {machine()}",
-        f"- Load average (1, 5, 15 min) at the start: {a.load_start}; at the end: {a.load_end}. Other engineers were",
-        "  compiling and testing on the same 2 cores during the run.",
+        f"- Load average (1, 5, 15 min) at the start: {a.load_start}; at the end: {a.load_end} (the end counts the",
+        "  benchmark's own last part: Chromium, Garage and upload-server at once).",
         "",
         "## 1. Client size",
         "",

@@ -115,9 +115,9 @@ if has browser; then
   fi
 fi
 
-printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s", "server_bin": "%s", "pkg": "%s", "dirty": "%s"}\n' \
+printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s", "server_bin": "%s", "pkg": "%s", "dirty": "%s", "commit": "%s", "finished": "%s"}\n' \
   "${args_given:+ $args_given}" "$(($(date +%s) - started))" "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  "$bin_id" "$pkg_id" "$dirty" >"$out/run.json"
+  "$bin_id" "$pkg_id" "$dirty" "$(git rev-parse --short HEAD)" "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$out/run.json"
 log "writing docs/benchmarks.md"
 bench/.venv/bin/python bench/report.py "$out" docs/benchmarks.md
 log "done: docs/benchmarks.md"
