@@ -1,0 +1,78 @@
+//! Two server instances on one SQLite file and one Garage bucket, as a
+//! deployment with two processes behind a load balancer would run: creates
+//! on both at once all succeed, and either instance completes, reads and
+//! lists what the other created.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use upload_tests::{Backend, TestServer, bytes, json_ok, post_form, token};
+
+/// New uploads per instance per round, all in flight at once: enough for the
+/// two writers to overlap (at 40, deferred transactions failing with "database
+/// is locked" went unseen; at 200 they failed every run).
+const AT_ONCE: usize = 200;
+const ROUNDS: usize = 5;
+
+async fn create_many(server: &TestServer, owner: &str, n: usize) -> Vec<Result<Value, String>> {
+    let mut creates = JoinSet::new();
+    for i in 0..n {
+        let (http, url, bearer) = (server.http.clone(), server.url("/uploads"), token(owner, 3600));
+        creates.spawn(async move {
+            let body = json!({"name": format!("f-{i}.bin"), "size": 1024, "type": "application/octet-stream"});
+            let response = http.post(url).bearer_auth(bearer).json(&body).send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            if status == StatusCode::CREATED {
+                serde_json::from_str(&text).map_err(|e| e.to_string())
+            } else {
+                Err(format!("{status}: {text}"))
+            }
+        });
+    }
+    creates.join_all().await
+}
+
+#[tokio::test]
+async fn two_instances_share_one_database() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db_dir.path().join("uploads.db").display());
+    let a = TestServer::start(Backend::Garage, |c| c.database_url(&url).max_files(10_000)).await;
+    let b = TestServer::start(Backend::Garage, |c| c.database_url(&url).max_files(10_000)).await;
+
+    // Both writers busy at the same time: each must wait for the other's
+    // transaction, never fail with "database is locked".
+    let mut created = Vec::new();
+    for _ in 0..ROUNDS {
+        let (on_a, on_b) = tokio::join!(create_many(&a, "alice", AT_ONCE), create_many(&b, "alice", AT_ONCE));
+        for outcome in on_a.into_iter().chain(on_b) {
+            created.push(outcome.expect("every create on either instance succeeds"));
+        }
+    }
+    assert_eq!(created.len(), 2 * AT_ONCE * ROUNDS);
+
+    // An upload created on A, its bytes sent to the store, completed on B.
+    let alice_a = a.as_owner("alice");
+    let alice_b = b.as_owner("alice");
+    let data = bytes(1024, 7);
+    let upload = &created[0];
+    let id = upload["id"].as_str().unwrap();
+    let (status, body) = post_form(&a.http, upload, &BTreeMap::new(), data).await;
+    assert!((200..300).contains(&status), "store refused the form: {status} {body}");
+    let completed = json_ok(alice_b.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    assert_eq!(completed["file"]["id"], id);
+    // A sees it completed and lists the file; completing it again on A answers the same file.
+    let status = json_ok(alice_a.get(&format!("/uploads/{id}")).await, StatusCode::OK).await;
+    assert_eq!(status["state"], "completed");
+    let listed = json_ok(alice_a.get("/files").await, StatusCode::OK).await;
+    assert_eq!(listed["files"][0]["id"], id);
+    let again = json_ok(alice_a.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
+    assert_eq!(again["file"], completed["file"]);
+
+    // The per-owner count is shared: the rest are pending, on both.
+    let pending = a.state.db().count_pending("alice", 0, 10_000).await.unwrap();
+    assert_eq!(pending as usize, created.len() - 1);
+    assert_eq!(b.state.db().count_pending("alice", 0, 10_000).await.unwrap(), pending);
+}
