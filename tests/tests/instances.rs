@@ -1,13 +1,16 @@
 //! Two server instances on one SQLite file and one Garage bucket, as a
 //! deployment with two processes behind a load balancer would run: creates
-//! on both at once all succeed, and either instance completes, reads and
-//! lists what the other created.
+//! on both at once all succeed, either instance completes, reads and lists
+//! what the other created, and their sweepers running at once expire every
+//! abandoned upload exactly once.
 
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+use upload_server::sweeper::sweep_until;
+use upload_server::time_util::now_ms;
 use upload_tests::{Backend, TestServer, bytes, json_ok, post_form, token};
 
 /// New uploads per instance per round, all in flight at once: enough for the
@@ -75,4 +78,16 @@ async fn two_instances_share_one_database() {
     let pending = a.state.db().count_pending("alice", 0, 10_000).await.unwrap();
     assert_eq!(pending as usize, created.len() - 1);
     assert_eq!(b.state.db().count_pending("alice", 0, 10_000).await.unwrap(), pending);
+
+    // Both sweepers at once, two hours on: every pending upload is expired
+    // by exactly one of them, and none is left pending.
+    let cutoff = now_ms() + 7_200_000;
+    let (on_a, on_b) = tokio::join!(sweep_until(&a.state, cutoff), sweep_until(&b.state, cutoff));
+    let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
+    assert_eq!(on_a.expired + on_b.expired, pending, "each upload expired once: {on_a:?} {on_b:?}");
+    assert_eq!(on_a.failed + on_b.failed, 0, "{on_a:?} {on_b:?}");
+    assert_eq!(a.state.db().count_pending("alice", 0, 10_000).await.unwrap(), 0);
+    let status =
+        json_ok(alice_b.get(&format!("/uploads/{}", created[1]["id"].as_str().unwrap())).await, StatusCode::OK).await;
+    assert_eq!(status["state"], "expired");
 }
