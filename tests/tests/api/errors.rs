@@ -252,6 +252,27 @@ async fn rate_limited_past_the_burst(backend: Backend) {
 }
 
 /// Only the S3 backend has a store to lose.
+/// What the contract calls `internal` (a failure of ours, not of the
+/// request): here the database losing a table under the running server. The
+/// answer is 500 with the contract's shape and a message that tells nothing
+/// of the cause, the process goes on serving, and what does not touch the
+/// broken table still works.
+#[tokio::test]
+async fn internal_error_when_the_database_breaks_under_the_server() {
+    use sqlx::Connection as _;
+    let server = TestServer::start(Backend::Local, |c| c).await;
+    let client = server.as_owner("ida");
+    client.create("before.bin", 10, "").await;
+
+    let mut raw = sqlx::SqliteConnection::connect(&server.state.config().database_url).await.unwrap();
+    sqlx::query("DROP TABLE files").execute(&mut raw).await.unwrap();
+
+    let message = expect_error(client.get("/files").await, 500, "internal").await;
+    assert!(!message.contains("files") && !message.contains("table"), "the cause leaks: {message}");
+    assert_eq!(server.http.get(format!("{}/healthz", server.base)).send().await.unwrap().status(), 200);
+    client.create("after.bin", 10, "").await;
+}
+
 #[tokio::test]
 async fn storage_unavailable_when_the_store_does_not_answer() {
     let backend = Backend::Garage;
