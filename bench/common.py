@@ -87,23 +87,16 @@ def rss_kib(pid):
 def tree_rss_kib(pid):
     """RSS of a process and all its descendants (workers), KiB."""
     total = 0
-    pids = [pid]
-    seen = set()
-    while pids:
-        p = pids.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    for p in tree_pids(pid):
         try:
             total += rss_kib(p)["VmRSS"]
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                pids += [int(c) for c in f.read().split()]
         except (FileNotFoundError, KeyError, ProcessLookupError):
             pass
     return total
 
 
 def tree_pids(pid):
+    """A process and all its descendants, by /proc's children lists."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -8,6 +8,7 @@
 -- state per connection, so each thread keeps queues: forms to send (from
 -- create answers) and uploads to complete (from the 204s' Location, which
 -- names the key and so the id); any connection takes the next job.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 local path = os.getenv("BENCH_PATH") or "/api/v1/uploads"
 local kind = os.getenv("BENCH_BODY") or "json"
 local pair = os.getenv("BENCH_PAIR") == "1"
@@ -89,12 +90,5 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-  local s = summary.duration / 1e6
-  local bad = 0
-  for _, t in ipairs(threads) do bad = bad + (t:get("errors_seen") or 0) end
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "seconds": %.3f, "rps": %.1f, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "non2xx": %d, "errors": %d}\n',
-    summary.requests, s, summary.requests / s,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
-    bad, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  bench_json(summary, latency, threads)
 end
