@@ -114,8 +114,10 @@ impl serde::Serialize for ErrorCode {
 
 impl<'de> serde::Deserialize<'de> for ErrorCode {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(deserializer)?;
-        ErrorCode::parse(s).ok_or_else(|| serde::de::Error::custom(format_args!("unknown error code `{s}`")))
+        // Owned, not `&str`: a deserializer that cannot lend its input (the
+        // browser client's, over JS values) must be able to read it too.
+        let s = String::deserialize(deserializer)?;
+        ErrorCode::parse(&s).ok_or_else(|| serde::de::Error::custom(format_args!("unknown error code `{s}`")))
     }
 }
 
