@@ -41,7 +41,7 @@ if ! command -v perf >/dev/null; then
   log "installing linux-perf (for the server profile)"
   apt-get install -y linux-perf >/dev/null 2>&1 || log "linux-perf did not install; no profile"
 fi
-command -v garage >/dev/null || { echo "bench: garage not on PATH; run scripts/install-tools.sh" >&2; exit 1; }
+command -v garage >/dev/null || { echo "bench: garage not on PATH; run scripts/garage.sh install" >&2; exit 1; }
 [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || { echo "bench: chromium missing; run scripts/install-tools.sh" >&2; exit 1; }
 if [[ ! -x bench/.venv/bin/uvicorn || ! -x bench/.venv/bin/gunicorn ]]; then
   log "installing the Python peers (FastAPI, uvicorn, boto3, gunicorn, Django, DRF, django-s3-file-upload)"
@@ -82,7 +82,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-eval "$(scripts/garage.sh start "$tmp/garage")"
+garage_env=$(scripts/garage.sh start "$tmp/garage") # not eval "$(...)": that goes on after a failed start
+eval "$garage_env"
 export BENCH_TMP=$tmp BENCH_PKG=$tmp/pkg
 bin_id="target/release/upload-server built $(date -u -r target/release/upload-server '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$tmp/upload-server" | cut -c1-12)"
 dirty=$(git status --short -- crates | wc -l)
