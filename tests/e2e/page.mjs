@@ -10,18 +10,19 @@
 // token field and refusals). Screenshots go to tests/e2e/artifacts/.
 //
 // Environment: UPLOAD_SERVER_BIN (default target/debug/upload-server),
-// CHROMIUM (default /usr/bin/chromium), E2E_ONLY (run tests whose name
-// contains it), E2E_KEEP (keep the temp dir of a failed run).
-// Prints one line per test and ends with "N passed, N failed".
+// CHROMIUM (default /usr/bin/chromium), E2E_KEEP (keep the temp dir of a
+// failed run). Runs on node's test runner: `node --test page.mjs`
+// (`--test-name-pattern=<regex>` for some of the tests).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { test } from "node:test";
 import { chromium } from "playwright-core";
-import { freePort } from "./servers.mjs";
-import { MiB, assert, assertEq, makeFileIn, runSuite, runTests, sleep } from "./util.mjs";
+import { freePort, stopProcess } from "./servers.mjs";
+import { MiB, assert, assertEq, makeFileIn, sleep, suite } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -89,14 +90,7 @@ async function startServer(name, extra) {
     } catch {}
     if (Date.now() - start > 30000) throw new Error(`upload-server (${name}) did not answer; see ${logFile}`);
   }
-  cleanups.push(
-    () =>
-      new Promise((r) => {
-        if (exited !== null) return r();
-        proc.on("exit", r);
-        proc.kill("SIGTERM");
-      }),
-  );
+  cleanups.push(() => stopProcess(proc));
   const api = async (method, p, token) => {
     const r = await fetch(`${origin}/api/v1${p}`, { method, headers: token ? { Authorization: `Bearer ${token}` } : {} });
     const body = r.status === 204 ? null : await r.json();
@@ -105,7 +99,24 @@ async function startServer(name, extra) {
   return { origin, api };
 }
 
-async function main() {
+// Set up once for every test (the `setup` hook below).
+let a, b, page, cdp, token;
+const pageErrors = [];
+let big, small1, small2, mid, flaky, tooBig, wrongType, okForB, again, three;
+
+const { setup } = suite("page e2e", tmp, cleanups, {
+  check: () => assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`),
+  onFailure: async (name) => {
+    pageErrors.length = 0;
+    try {
+      await page.screenshot({ path: path.join(artifacts, `failed-${name.replace(/[^\w-]+/g, "-").slice(0, 60)}.png`), fullPage: true });
+    } catch {}
+    await throttle(null).catch(() => {});
+    await page.unrouteAll().catch(() => {});
+  },
+});
+
+setup(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
   // Screenshots of failures from an earlier run would mislead.
   for (const f of fs.readdirSync(artifacts)) if (/^(page-|failed-).*\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
@@ -113,9 +124,9 @@ async function main() {
   assert(fs.existsSync(bin), `${bin} not found: cargo build -p upload-server`);
   assert(fs.existsSync(path.join(root, "crates/upload-wasm/pkg/upload_wasm_bg.wasm")), "crates/upload-wasm/pkg missing: scripts/build-wasm.sh");
 
-  const a = await startServer("a", {});
+  a = await startServer("a", {});
   const secret = crypto.randomBytes(32).toString("hex");
-  const b = await startServer("b", { UPLOAD_JWT_SECRET: secret, UPLOAD_MAX_FILE_SIZE: String(1 * MiB), UPLOAD_ACCEPT: ".bin,image/*" });
+  b = await startServer("b", { UPLOAD_JWT_SECRET: secret, UPLOAD_MAX_FILE_SIZE: String(1 * MiB), UPLOAD_ACCEPT: ".bin,image/*" });
   // The page must be reachable the way the README says; a 404 here means the
   // server does not serve www/ or the package, and every test below would fail for it.
   for (const p of ["/", "/app.js", "/style.css", "/pkg/upload_wasm.js", "/pkg/upload_wasm_bg.wasm"]) {
@@ -129,8 +140,7 @@ async function main() {
   });
   cleanups.push(() => browser.close());
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 900 } });
-  const page = await context.newPage();
-  const pageErrors = [];
+  page = await context.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
 
   // Requests carrying bytes to the storage, counted at once, inside the page
@@ -175,312 +185,306 @@ async function main() {
       return fetch0.call(this, input, init).finally(() => s.active--);
     };
   });
-  const storageMax = () => page.evaluate(() => window.__storage.max);
-
-  /** Opens the page and waits until it has the server's config; records what the live region says. */
-  async function open(url) {
-    await page.goto(url);
-    await page.waitForSelector("body[data-ready=true]", { timeout: 30000 });
-    await page.evaluate(() => {
-      window.__announced = [];
-      const region = document.getElementById("announce");
-      new MutationObserver(() => window.__announced.push(region.textContent)).observe(region, { childList: true, characterData: true, subtree: true });
-    });
-  }
-  const announced = () => page.evaluate(() => window.__announced.join("\n"));
-  const item = (name) => page.locator(`#queue li[data-name="${name}"]`);
-  const row = (name) => page.locator("#file-rows tr", { has: page.locator("td.name", { hasText: new RegExp(`^${name.replace(/\./g, "\\.")}$`) }) });
-  const rowIds = () => page.$$eval("#file-rows tr", (trs) => trs.map((tr) => tr.dataset.id));
-  async function waitSettled(names, ms = 300000) {
-    await page.waitForFunction(
-      (names) => names.every((n) => ["done", "failed", "cancelled"].includes(document.querySelector(`#queue li[data-name="${n}"]`)?.dataset.state)),
-      names,
-      { timeout: ms, polling: 100 },
-    );
-  }
-  const stateOf = (name) => item(name).getAttribute("data-state");
-  const progressOf = (name) => item(name).locator("progress").evaluate((p) => ({ value: p.value, max: p.max }));
-  /** Slows the browser's network (DevTools throttling), so an upload is still running when the test acts on it. */
-  const cdp = await context.newCDPSession(page);
+  cdp = await context.newCDPSession(page);
   await cdp.send("Network.enable");
-  async function throttle(bytesPerSecond) {
-    await cdp.send("Network.emulateNetworkConditions", {
-      offline: false,
-      latency: 0,
-      downloadThroughput: -1,
-      uploadThroughput: bytesPerSecond ?? -1,
-    });
-  }
 
-  const big = makeFile("big-80MiB.bin", 80 * MiB);
-  const small1 = makeFile("small-one.bin", 300 * 1024 + 17);
-  const small2 = makeFile("small-two.bin", 2 * MiB + 5);
-  const mid = makeFile("cancel-me.bin", 24 * MiB);
-  const flaky = makeFile("flaky.bin", 512 * 1024);
-  const tooBig = makeFile("too-big.bin", 1 * MiB + 1);
-  const wrongType = path.join(tmp, "notes.txt");
+  big = makeFile("big-80MiB.bin", 80 * MiB);
+  small1 = makeFile("small-one.bin", 300 * 1024 + 17);
+  small2 = makeFile("small-two.bin", 2 * MiB + 5);
+  mid = makeFile("cancel-me.bin", 24 * MiB);
+  flaky = makeFile("flaky.bin", 512 * 1024);
+  tooBig = makeFile("too-big.bin", 1 * MiB + 1);
+  wrongType = path.join(tmp, "notes.txt");
   fs.writeFileSync(wrongType, "not accepted here\n");
-  const okForB = makeFile("with-token.bin", 200 * 1024);
-  const again = makeFile("resume-me.bin", 72 * MiB);
-  const three = [big, small1, small2];
-  const token = jwt(secret, "e2e-user");
+  okForB = makeFile("with-token.bin", 200 * 1024);
+  again = makeFile("resume-me.bin", 72 * MiB);
+  three = [big, small1, small2];
+  token = jwt(secret, "e2e-user");
+});
 
-  const tests = [
-    ["A: the limits and accepted types are shown before picking", async () => {
-      await open(`${a.origin}/`);
-      const config = (await a.api("GET", "/config")).body;
-      const limits = await page.locator("#limits").textContent();
-      assert(limits.includes(formatBytes(config.constraints.max_file_size)), `limits text "${limits}" names ${formatBytes(config.constraints.max_file_size)}`);
-      assertEq(config.constraints.accept.length, 0, "default accept list");
-      assert(limits.includes("any type"), `limits text "${limits}" says any type is accepted`);
-      // Keyboard: the picker is reachable with Tab and its focus is visible on the drop area.
-      await page.locator("body").focus();
-      for (let k = 0; k < 10 && !(await page.evaluate(() => document.activeElement?.id === "files")); k++) await page.keyboard.press("Tab");
-      assert(await page.evaluate(() => document.activeElement?.id === "files"), "Tab reaches the file input");
-      const outline = await page.locator(".drop-label").evaluate((el) => getComputedStyle(el).outlineStyle);
-      assertEq(outline, "solid", "focus outline on the drop area");
-      const labelled = await page.evaluate(() => document.getElementById("files").labels.length);
-      assertEq(labelled, 1, "labels of the file input");
-    }],
-    ["A: three files from the picker (one 80 MiB, multipart) upload with progress, pause and resume", async () => {
-      await open(`${a.origin}/`);
-      // 40 MiB/s: the 80 MiB file takes about two seconds, time enough to
-      // pause it mid-way, whatever the machine's loopback speed.
-      await throttle(40 * MiB);
-      await page.setInputFiles("#files", three.map((f) => f.path));
-      for (const f of three) await item(f.name).waitFor();
-      await page.waitForFunction(() => {
-        const p = document.querySelector('#queue li[data-name="big-80MiB.bin"] progress');
-        return p.value > 0 && p.value < p.max;
-      }, null, { timeout: 60000, polling: 20 });
-      await page.getByRole("button", { name: `Pause ${big.name}` }).click();
-      await page.waitForFunction((n) => document.querySelector(`#queue li[data-name="${n}"]`).dataset.state === "paused", big.name, { timeout: 10000 });
-      assertEq(await item(big.name).locator(".state").textContent(), "Paused", "state text");
-      // Paused means paused: the bar does not move.
-      const before = await progressOf(big.name);
-      await sleep(700);
-      const after = await progressOf(big.name);
-      assertEq(after.value, before.value, "progress while paused");
-      assert(before.value > 0 && before.value < big.size, `paused mid-way: ${before.value} of ${big.size}`);
-      const bytes = await item(big.name).locator(".bytes").textContent();
-      assert(bytes.includes(`of ${formatBytes(big.size)}`), `bytes text "${bytes}" names the total`);
-      await page.screenshot({ path: path.join(artifacts, "page-paused.png"), fullPage: true });
-      await page.getByRole("button", { name: `Resume ${big.name}` }).click();
-      // Speed is shown while it runs.
-      await page.waitForFunction((n) => /\/s/.test(document.querySelector(`#queue li[data-name="${n}"] .bytes`).textContent), big.name, { timeout: 20000, polling: 50 });
-      await page.screenshot({ path: path.join(artifacts, "page-mid-upload.png"), fullPage: true });
-      await waitSettled(three.map((f) => f.name));
-      await throttle(null);
-      assertEq(await storageMax(), 4, "storage requests in flight at most");
-      // 80 MiB is over the default 64 MiB threshold: the server chose multipart.
-      const bigUpload = (await a.api("GET", `/uploads/${await item(big.name).getAttribute("data-upload-id")}`)).body;
-      assertEq(bigUpload.upload.uploader, "S3Multipart", "plan of the 80 MiB file");
-      assertEq(bigUpload.state, "completed", "state of the 80 MiB upload");
-      for (const f of three) {
-        assertEq(await stateOf(f.name), "done", `state of ${f.name}`);
-        const p = await progressOf(f.name);
-        assertEq(p.value, p.max, `bar of ${f.name} full`);
-      }
-      // The list shows all three (rows are added as uploads finish; the
-      // server's order is checked after a load, in the paging test).
-      const files = (await a.api("GET", "/files")).body.files;
-      assertEq(files.length, 3, "files on the server");
-      assertEq(JSON.stringify((await rowIds()).sort()), JSON.stringify(files.map((f) => f.id).sort()), "rows for the server's files");
-      for (const f of three) {
-        const r = row(f.name);
-        assertEq(await r.count(), 1, `rows for ${f.name}`);
-        assertEq(await r.locator("td.num").textContent(), formatBytes(f.size), `size shown for ${f.name}`);
-        assertEq(await r.locator("td.type").textContent(), "application/octet-stream", `type shown for ${f.name}`);
-        assert((await r.locator("time").getAttribute("datetime")).length > 0, "date");
-      }
-      // Announcements are batched for 150 ms; wait for the last ones.
-      await page
-        .waitForFunction((names) => names.every((n) => window.__announced.join("\n").includes(`${n} uploaded.`)), three.map((f) => f.name), { timeout: 5000, polling: 50 })
-        .catch(() => {});
-      const said = await announced();
-      for (const f of three) assert(said.includes(`${f.name} uploaded.`), `live region announced ${f.name}: ${said}`);
-      assert(said.includes(`${big.name}: 25%`), `live region announced a milestone: ${said}`);
-      await page.screenshot({ path: path.join(artifacts, "page-after-upload.png"), fullPage: true });
-    }],
-    ["A: every download link gives back the same bytes (SHA-256)", async () => {
-      await open(`${a.origin}/`);
-      for (const f of three) {
-        const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60000 }), row(f.name).getByRole("link", { name: `Download ${f.name}` }).click()]);
-        assertEq(download.suggestedFilename(), f.name, "file name of the download");
-        const saved = await download.path();
-        assertEq(await sha256File(saved), f.sha256, `SHA-256 of ${f.name}`);
-      }
-    }],
-    ["A: the list is paged with More", async () => {
-      await open(`${a.origin}/?limit=2`);
-      await page.waitForSelector("#file-rows tr");
-      assertEq(await page.locator("#file-rows tr").count(), 2, "rows on the first page");
-      assert(await page.locator("#more").isVisible(), "More is shown");
-      await page.getByRole("button", { name: "More" }).click();
-      await page.waitForFunction(() => document.querySelectorAll("#file-rows tr").length === 3);
-      assert(!(await page.locator("#more").isVisible()), "More is gone after the last page");
-      const files = (await a.api("GET", "/files")).body.files;
-      assertEq(JSON.stringify(await rowIds()), JSON.stringify(files.map((f) => f.id)), "rows across pages in the server's order");
-      // The same page on a phone-sized screen, for a look.
-      await page.setViewportSize({ width: 390, height: 844 });
-      await page.screenshot({ path: path.join(artifacts, "page-narrow.png"), fullPage: true });
-      await page.setViewportSize({ width: 1100, height: 900 });
-    }],
-    ["A: delete removes a file, and it stays gone after a reload", async () => {
-      await open(`${a.origin}/`);
-      const victim = small1;
-      const id = await row(victim.name).getAttribute("data-id");
-      page.once("dialog", (d) => d.accept()); // the confirm() before deleting
-      await row(victim.name).getByRole("button", { name: `Delete ${victim.name}` }).click();
-      await row(victim.name).waitFor({ state: "detached", timeout: 10000 });
-      assertEq((await a.api("GET", `/files/${id}`)).status, 404, "server answer for the deleted file");
-      await page.reload();
-      await page.waitForSelector("body[data-ready=true]");
-      await page.waitForSelector("#file-rows tr");
-      assertEq(await row(victim.name).count(), 0, "rows for the deleted file after reload");
-      for (const f of three.filter((f) => f !== victim)) assertEq(await row(f.name).count(), 1, `rows for ${f.name} after reload`);
-    }],
-    ["A: cancel stops an upload and leaves nothing behind", async () => {
-      await open(`${a.origin}/`);
-      await throttle(4 * MiB);
-      await page.setInputFiles("#files", [mid.path]);
-      await page.waitForFunction((n) => document.querySelector(`#queue li[data-name="${n}"] progress`)?.value > 0, mid.name, { timeout: 30000, polling: 20 });
-      await page.getByRole("button", { name: `Cancel ${mid.name}` }).click();
-      await waitSettled([mid.name], 30000);
-      await throttle(null);
-      assertEq(await stateOf(mid.name), "cancelled", "state");
-      assertEq(await item(mid.name).locator(".state").textContent(), "Cancelled", "state text");
-      const uploadId = await item(mid.name).getAttribute("data-upload-id");
-      assert(uploadId, "the upload was created on the server before the cancel");
-      assertEq((await a.api("GET", `/uploads/${uploadId}`)).body.state, "aborted", "server state");
-      const names = (await a.api("GET", "/files")).body.files.map((f) => f.name);
-      assert(!names.includes(mid.name), `cancelled file listed: ${names}`);
-      // "Remove" takes the row out of the queue.
-      await page.getByRole("button", { name: `Remove ${mid.name} from this list` }).click();
-      assertEq(await item(mid.name).count(), 0, "queue rows after Remove");
-    }],
-    ["A: a network failure is said in words, and Try again succeeds", async () => {
-      await open(`${a.origin}/`);
-      // Every request to the storage fails as an unreachable host would.
-      await page.route("**/storage/v1/**", (r) => r.abort("connectionrefused"));
-      await page.setInputFiles("#files", [flaky.path]);
-      await waitSettled([flaky.name], 120000);
-      assertEq(await stateOf(flaky.name), "failed", "state");
-      const text = await item(flaky.name).locator(".error").textContent();
-      assert(text.startsWith("Network problem"), `error text: ${text}`);
-      await page.unroute("**/storage/v1/**");
-      await page.getByRole("button", { name: `Try ${flaky.name} again` }).click();
-      await waitSettled([flaky.name], 60000);
-      assertEq(await stateOf(flaky.name), "done", "state after Try again");
-      assert(await item(flaky.name).locator(".error").isHidden(), "error hidden after success");
-      assertEq(await row(flaky.name).count(), 1, "listed after Try again");
-    }],
-    ["A: files dropped on the drop area upload too", async () => {
-      await open(`${a.origin}/`);
-      // A DataTransfer built in the page, as a drag from the desktop delivers it.
-      const size = 150 * 1024 + 3;
-      const bytes = Buffer.alloc(size, 0);
-      for (let k = 0; k < size; k++) bytes[k] = (k * 31 + 7) & 0xff;
-      const expected = crypto.createHash("sha256").update(bytes).digest("hex");
-      const dataTransfer = await page.evaluateHandle((size) => {
-        const b = new Uint8Array(size);
-        for (let k = 0; k < size; k++) b[k] = (k * 31 + 7) & 0xff;
-        const dt = new DataTransfer();
-        dt.items.add(new File([b], "dropped.bin", { type: "application/octet-stream" }));
-        return dt;
-      }, size);
-      await page.dispatchEvent(".drop-label", "dragenter", { dataTransfer });
-      assert(await page.locator("#drop.over").count(), "the drop area highlights while dragging");
-      await page.dispatchEvent(".drop-label", "drop", { dataTransfer });
-      await waitSettled(["dropped.bin"], 30000);
-      assertEq(await stateOf("dropped.bin"), "done", "state");
-      assertEq(await page.locator("#drop.over").count(), 0, "highlight after the drop");
-      const [download] = await Promise.all([page.waitForEvent("download"), row("dropped.bin").getByRole("link", { name: "Download dropped.bin" }).click()]);
-      assertEq(await sha256File(await download.path()), expected, "SHA-256 of the dropped file");
-    }],
-    ["A: a file chosen again after a reload resumes where it stopped", async () => {
-      await open(`${a.origin}/`);
-      await throttle(30 * MiB);
-      await page.setInputFiles("#files", [again.path]);
-      await page.waitForFunction((n) => {
-        const p = document.querySelector(`#queue li[data-name="${n}"] progress`);
-        // Over the 4 parts in flight (44%): some parts are stored.
-        return p && p.value > p.max * 0.65;
-      }, again.name, { timeout: 60000, polling: 20 });
-      const id = await item(again.name).getAttribute("data-upload-id");
-      assert(id, "upload id on the row");
-      await open(`${a.origin}/`); // the reload: requests in flight are lost
-      await throttle(null);
-      const stored = (await a.api("GET", `/uploads/${id}`)).body.parts.length;
-      assert(stored >= 1, "parts stored before the reload");
-      await page.setInputFiles("#files", [again.path]);
-      await waitSettled([again.name]);
-      assertEq(await stateOf(again.name), "done", "state");
-      assertEq(await item(again.name).getAttribute("data-upload-id"), id, "the same upload continued");
-      const config = (await a.api("GET", "/config")).body;
-      const note = await item(again.name).locator(".note").textContent();
-      const ok = new RegExp(`^Resumed from part \\d+ of ${Math.ceil(again.size / config.part_size)}: ${stored} already uploaded\\.$`);
-      assert(ok.test(note), `note "${note}" (${stored} parts stored)`);
-      assert(await item(again.name).locator(".note").isVisible(), "the note is shown");
-      const [download] = await Promise.all([page.waitForEvent("download"), row(again.name).getByRole("link", { name: `Download ${again.name}` }).click()]);
-      assertEq(await sha256File(await download.path()), again.sha256, "SHA-256 of the resumed file");
-      await page.screenshot({ path: path.join(artifacts, "page-resumed.png"), fullPage: true });
-    }],
-    ["B: with UPLOAD_JWT_SECRET and no token, the page asks for one", async () => {
-      await open(`${b.origin}/`);
-      await page.waitForFunction(() => document.getElementById("files-status").textContent.length > 0);
-      const status = await page.locator("#files-status").textContent();
-      assert(/token/i.test(status), `status asks for a token: ${status}`);
-      assert(await page.locator("#access").evaluate((d) => d.open), "the token field is opened");
-      assert(await page.getByLabel(/Paste a token/).isVisible(), "token field visible and labelled");
-    }],
-    ["B: a pasted token is used for the list and the upload", async () => {
-      await open(`${b.origin}/`);
-      await page.getByLabel(/Paste a token/).fill(token);
-      await page.getByRole("button", { name: "Use token" }).click();
-      await page.waitForFunction(() => /No files yet/.test(document.getElementById("files-status").textContent), null, { timeout: 10000 });
-      await page.setInputFiles("#files", [okForB.path]);
-      await waitSettled([okForB.name], 60000);
-      assertEq(await stateOf(okForB.name), "done", "state");
-      const files = (await b.api("GET", "/files", token)).body.files;
-      assertEq(files.length, 1, "files of the token's owner");
-      assertEq(files[0].owner, "e2e-user", "owner");
-      // The token survives a reload (sessionStorage) and still lists the file.
-      await page.reload();
-      await page.waitForSelector("body[data-ready=true]");
-      await row(okForB.name).waitFor({ timeout: 10000 });
-    }],
-    ["B: refused files show the reason next to them", async () => {
-      await open(`${b.origin}/`);
-      const config = (await b.api("GET", "/config")).body;
-      const limits = await page.locator("#limits").textContent();
-      assert(limits.includes(formatBytes(config.constraints.max_file_size)) && limits.includes(config.constraints.accept.join(", ")), `limits text: ${limits}`);
-      await page.setInputFiles("#files", [tooBig.path, wrongType]);
-      await waitSettled([tooBig.name, "notes.txt"], 30000);
-      const large = await item(tooBig.name).locator(".error").textContent();
-      assertEq(large, `Too large: the limit is ${formatBytes(config.constraints.max_file_size)}.`, "error of the large file");
-      const type = await item("notes.txt").locator(".error").textContent();
-      assertEq(type, `This type is not accepted (accepted: ${config.constraints.accept.join(", ")}).`, "error of the text file");
-      assertEq(await item(tooBig.name).locator(".state").textContent(), "Not accepted", "state text of a refusal");
-      // Trying the same file again cannot help, so it is not offered.
-      assert(await item(tooBig.name).getByRole("button", { name: /Try .* again/ }).isHidden(), "no Try again for a refusal");
-      await page.screenshot({ path: path.join(artifacts, "page-refused.png"), fullPage: true });
-    }],
-  ];
+const storageMax = () => page.evaluate(() => window.__storage.max);
 
-  return runTests(tests, {
-    prefix: "page: ",
-    firstLine: true,
-    check: () => assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`),
-    onFailure: async (n) => {
-      pageErrors.length = 0;
-      try {
-        await page.screenshot({ path: path.join(artifacts, `failed-${n}.png`), fullPage: true });
-      } catch {}
-      await throttle(null).catch(() => {});
-      await page.unrouteAll().catch(() => {});
-    },
+/** Opens the page and waits until it has the server's config; records what the live region says. */
+async function open(url) {
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+  await page.evaluate(() => {
+    window.__announced = [];
+    const region = document.getElementById("announce");
+    new MutationObserver(() => window.__announced.push(region.textContent)).observe(region, { childList: true, characterData: true, subtree: true });
+  });
+}
+const announced = () => page.evaluate(() => window.__announced.join("\n"));
+const item = (name) => page.locator(`#queue li[data-name="${name}"]`);
+const row = (name) => page.locator("#file-rows tr", { has: page.locator("td.name", { hasText: new RegExp(`^${name.replace(/\./g, "\\.")}$`) }) });
+const rowIds = () => page.$$eval("#file-rows tr", (trs) => trs.map((tr) => tr.dataset.id));
+async function waitSettled(names, ms = 300000) {
+  await page.waitForFunction(
+    (names) => names.every((n) => ["done", "failed", "cancelled"].includes(document.querySelector(`#queue li[data-name="${n}"]`)?.dataset.state)),
+    names,
+    { timeout: ms, polling: 100 },
+  );
+}
+const stateOf = (name) => item(name).getAttribute("data-state");
+const progressOf = (name) => item(name).locator("progress").evaluate((p) => ({ value: p.value, max: p.max }));
+/** Slows the browser's network (DevTools throttling), so an upload is still running when the test acts on it. */
+async function throttle(bytesPerSecond) {
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond ?? -1,
   });
 }
 
-await runSuite("page e2e", main, tmp, cleanups);
+test("A: the limits and accepted types are shown before picking", async () => {
+  await open(`${a.origin}/`);
+  const config = (await a.api("GET", "/config")).body;
+  const limits = await page.locator("#limits").textContent();
+  assert(limits.includes(formatBytes(config.constraints.max_file_size)), `limits text "${limits}" names ${formatBytes(config.constraints.max_file_size)}`);
+  assertEq(config.constraints.accept.length, 0, "default accept list");
+  assert(limits.includes("any type"), `limits text "${limits}" says any type is accepted`);
+  // Keyboard: the picker is reachable with Tab and its focus is visible on the drop area.
+  await page.locator("body").focus();
+  for (let k = 0; k < 10 && !(await page.evaluate(() => document.activeElement?.id === "files")); k++) await page.keyboard.press("Tab");
+  assert(await page.evaluate(() => document.activeElement?.id === "files"), "Tab reaches the file input");
+  const outline = await page.locator(".drop-label").evaluate((el) => getComputedStyle(el).outlineStyle);
+  assertEq(outline, "solid", "focus outline on the drop area");
+  const labelled = await page.evaluate(() => document.getElementById("files").labels.length);
+  assertEq(labelled, 1, "labels of the file input");
+});
+
+test("A: three files from the picker (one 80 MiB, multipart) upload with progress, pause and resume", async () => {
+  await open(`${a.origin}/`);
+  // 40 MiB/s: the 80 MiB file takes about two seconds, time enough to
+  // pause it mid-way, whatever the machine's loopback speed.
+  await throttle(40 * MiB);
+  await page.setInputFiles("#files", three.map((f) => f.path));
+  for (const f of three) await item(f.name).waitFor();
+  await page.waitForFunction(() => {
+    const p = document.querySelector('#queue li[data-name="big-80MiB.bin"] progress');
+    return p.value > 0 && p.value < p.max;
+  }, null, { timeout: 60000, polling: 20 });
+  await page.getByRole("button", { name: `Pause ${big.name}` }).click();
+  await page.waitForFunction((n) => document.querySelector(`#queue li[data-name="${n}"]`).dataset.state === "paused", big.name, { timeout: 10000 });
+  assertEq(await item(big.name).locator(".state").textContent(), "Paused", "state text");
+  // Paused means paused: the bar does not move.
+  const before = await progressOf(big.name);
+  await sleep(700);
+  const after = await progressOf(big.name);
+  assertEq(after.value, before.value, "progress while paused");
+  assert(before.value > 0 && before.value < big.size, `paused mid-way: ${before.value} of ${big.size}`);
+  const bytes = await item(big.name).locator(".bytes").textContent();
+  assert(bytes.includes(`of ${formatBytes(big.size)}`), `bytes text "${bytes}" names the total`);
+  await page.screenshot({ path: path.join(artifacts, "page-paused.png"), fullPage: true });
+  await page.getByRole("button", { name: `Resume ${big.name}` }).click();
+  // Speed is shown while it runs.
+  await page.waitForFunction((n) => /\/s/.test(document.querySelector(`#queue li[data-name="${n}"] .bytes`).textContent), big.name, { timeout: 20000, polling: 50 });
+  await page.screenshot({ path: path.join(artifacts, "page-mid-upload.png"), fullPage: true });
+  await waitSettled(three.map((f) => f.name));
+  await throttle(null);
+  assertEq(await storageMax(), 4, "storage requests in flight at most");
+  // 80 MiB is over the default 64 MiB threshold: the server chose multipart.
+  const bigUpload = (await a.api("GET", `/uploads/${await item(big.name).getAttribute("data-upload-id")}`)).body;
+  assertEq(bigUpload.upload.uploader, "S3Multipart", "plan of the 80 MiB file");
+  assertEq(bigUpload.state, "completed", "state of the 80 MiB upload");
+  for (const f of three) {
+    assertEq(await stateOf(f.name), "done", `state of ${f.name}`);
+    const p = await progressOf(f.name);
+    assertEq(p.value, p.max, `bar of ${f.name} full`);
+  }
+  // The list shows all three (rows are added as uploads finish; the
+  // server's order is checked after a load, in the paging test).
+  const files = (await a.api("GET", "/files")).body.files;
+  assertEq(files.length, 3, "files on the server");
+  assertEq(JSON.stringify((await rowIds()).sort()), JSON.stringify(files.map((f) => f.id).sort()), "rows for the server's files");
+  for (const f of three) {
+    const r = row(f.name);
+    assertEq(await r.count(), 1, `rows for ${f.name}`);
+    assertEq(await r.locator("td.num").textContent(), formatBytes(f.size), `size shown for ${f.name}`);
+    assertEq(await r.locator("td.type").textContent(), "application/octet-stream", `type shown for ${f.name}`);
+    assert((await r.locator("time").getAttribute("datetime")).length > 0, "date");
+  }
+  // Announcements are batched for 150 ms; wait for the last ones.
+  await page
+    .waitForFunction((names) => names.every((n) => window.__announced.join("\n").includes(`${n} uploaded.`)), three.map((f) => f.name), { timeout: 5000, polling: 50 })
+    .catch(() => {});
+  const said = await announced();
+  for (const f of three) assert(said.includes(`${f.name} uploaded.`), `live region announced ${f.name}: ${said}`);
+  assert(said.includes(`${big.name}: 25%`), `live region announced a milestone: ${said}`);
+  await page.screenshot({ path: path.join(artifacts, "page-after-upload.png"), fullPage: true });
+});
+
+test("A: every download link gives back the same bytes (SHA-256)", async () => {
+  await open(`${a.origin}/`);
+  for (const f of three) {
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60000 }), row(f.name).getByRole("link", { name: `Download ${f.name}` }).click()]);
+    assertEq(download.suggestedFilename(), f.name, "file name of the download");
+    const saved = await download.path();
+    assertEq(await sha256File(saved), f.sha256, `SHA-256 of ${f.name}`);
+  }
+});
+
+test("A: the list is paged with More", async () => {
+  await open(`${a.origin}/?limit=2`);
+  await page.waitForSelector("#file-rows tr");
+  assertEq(await page.locator("#file-rows tr").count(), 2, "rows on the first page");
+  assert(await page.locator("#more").isVisible(), "More is shown");
+  await page.getByRole("button", { name: "More" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#file-rows tr").length === 3);
+  assert(!(await page.locator("#more").isVisible()), "More is gone after the last page");
+  const files = (await a.api("GET", "/files")).body.files;
+  assertEq(JSON.stringify(await rowIds()), JSON.stringify(files.map((f) => f.id)), "rows across pages in the server's order");
+  // The same page on a phone-sized screen, for a look.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: path.join(artifacts, "page-narrow.png"), fullPage: true });
+  await page.setViewportSize({ width: 1100, height: 900 });
+});
+
+test("A: delete removes a file, and it stays gone after a reload", async () => {
+  await open(`${a.origin}/`);
+  const victim = small1;
+  const id = await row(victim.name).getAttribute("data-id");
+  page.once("dialog", (d) => d.accept()); // the confirm() before deleting
+  await row(victim.name).getByRole("button", { name: `Delete ${victim.name}` }).click();
+  await row(victim.name).waitFor({ state: "detached", timeout: 10000 });
+  assertEq((await a.api("GET", `/files/${id}`)).status, 404, "server answer for the deleted file");
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await page.waitForSelector("#file-rows tr");
+  assertEq(await row(victim.name).count(), 0, "rows for the deleted file after reload");
+  for (const f of three.filter((f) => f !== victim)) assertEq(await row(f.name).count(), 1, `rows for ${f.name} after reload`);
+});
+
+test("A: cancel stops an upload and leaves nothing behind", async () => {
+  await open(`${a.origin}/`);
+  await throttle(4 * MiB);
+  await page.setInputFiles("#files", [mid.path]);
+  await page.waitForFunction((n) => document.querySelector(`#queue li[data-name="${n}"] progress`)?.value > 0, mid.name, { timeout: 30000, polling: 20 });
+  await page.getByRole("button", { name: `Cancel ${mid.name}` }).click();
+  await waitSettled([mid.name], 30000);
+  await throttle(null);
+  assertEq(await stateOf(mid.name), "cancelled", "state");
+  assertEq(await item(mid.name).locator(".state").textContent(), "Cancelled", "state text");
+  const uploadId = await item(mid.name).getAttribute("data-upload-id");
+  assert(uploadId, "the upload was created on the server before the cancel");
+  assertEq((await a.api("GET", `/uploads/${uploadId}`)).body.state, "aborted", "server state");
+  const names = (await a.api("GET", "/files")).body.files.map((f) => f.name);
+  assert(!names.includes(mid.name), `cancelled file listed: ${names}`);
+  // "Remove" takes the row out of the queue.
+  await page.getByRole("button", { name: `Remove ${mid.name} from this list` }).click();
+  assertEq(await item(mid.name).count(), 0, "queue rows after Remove");
+});
+
+test("A: a network failure is said in words, and Try again succeeds", async () => {
+  await open(`${a.origin}/`);
+  // Every request to the storage fails as an unreachable host would.
+  await page.route("**/storage/v1/**", (r) => r.abort("connectionrefused"));
+  await page.setInputFiles("#files", [flaky.path]);
+  await waitSettled([flaky.name], 120000);
+  assertEq(await stateOf(flaky.name), "failed", "state");
+  const text = await item(flaky.name).locator(".error").textContent();
+  assert(text.startsWith("Network problem"), `error text: ${text}`);
+  await page.unroute("**/storage/v1/**");
+  await page.getByRole("button", { name: `Try ${flaky.name} again` }).click();
+  await waitSettled([flaky.name], 60000);
+  assertEq(await stateOf(flaky.name), "done", "state after Try again");
+  assert(await item(flaky.name).locator(".error").isHidden(), "error hidden after success");
+  assertEq(await row(flaky.name).count(), 1, "listed after Try again");
+});
+
+test("A: files dropped on the drop area upload too", async () => {
+  await open(`${a.origin}/`);
+  // A DataTransfer built in the page, as a drag from the desktop delivers it.
+  const size = 150 * 1024 + 3;
+  const bytes = Buffer.alloc(size, 0);
+  for (let k = 0; k < size; k++) bytes[k] = (k * 31 + 7) & 0xff;
+  const expected = crypto.createHash("sha256").update(bytes).digest("hex");
+  const dataTransfer = await page.evaluateHandle((size) => {
+    const b = new Uint8Array(size);
+    for (let k = 0; k < size; k++) b[k] = (k * 31 + 7) & 0xff;
+    const dt = new DataTransfer();
+    dt.items.add(new File([b], "dropped.bin", { type: "application/octet-stream" }));
+    return dt;
+  }, size);
+  await page.dispatchEvent(".drop-label", "dragenter", { dataTransfer });
+  assert(await page.locator("#drop.over").count(), "the drop area highlights while dragging");
+  await page.dispatchEvent(".drop-label", "drop", { dataTransfer });
+  await waitSettled(["dropped.bin"], 30000);
+  assertEq(await stateOf("dropped.bin"), "done", "state");
+  assertEq(await page.locator("#drop.over").count(), 0, "highlight after the drop");
+  const [download] = await Promise.all([page.waitForEvent("download"), row("dropped.bin").getByRole("link", { name: "Download dropped.bin" }).click()]);
+  assertEq(await sha256File(await download.path()), expected, "SHA-256 of the dropped file");
+});
+
+test("A: a file chosen again after a reload resumes where it stopped", async () => {
+  await open(`${a.origin}/`);
+  await throttle(30 * MiB);
+  await page.setInputFiles("#files", [again.path]);
+  await page.waitForFunction((n) => {
+    const p = document.querySelector(`#queue li[data-name="${n}"] progress`);
+    // Over the 4 parts in flight (44%): some parts are stored.
+    return p && p.value > p.max * 0.65;
+  }, again.name, { timeout: 60000, polling: 20 });
+  const id = await item(again.name).getAttribute("data-upload-id");
+  assert(id, "upload id on the row");
+  await open(`${a.origin}/`); // the reload: requests in flight are lost
+  await throttle(null);
+  const stored = (await a.api("GET", `/uploads/${id}`)).body.parts.length;
+  assert(stored >= 1, "parts stored before the reload");
+  await page.setInputFiles("#files", [again.path]);
+  await waitSettled([again.name]);
+  assertEq(await stateOf(again.name), "done", "state");
+  assertEq(await item(again.name).getAttribute("data-upload-id"), id, "the same upload continued");
+  const config = (await a.api("GET", "/config")).body;
+  const note = await item(again.name).locator(".note").textContent();
+  const ok = new RegExp(`^Resumed from part \\d+ of ${Math.ceil(again.size / config.part_size)}: ${stored} already uploaded\\.$`);
+  assert(ok.test(note), `note "${note}" (${stored} parts stored)`);
+  assert(await item(again.name).locator(".note").isVisible(), "the note is shown");
+  const [download] = await Promise.all([page.waitForEvent("download"), row(again.name).getByRole("link", { name: `Download ${again.name}` }).click()]);
+  assertEq(await sha256File(await download.path()), again.sha256, "SHA-256 of the resumed file");
+  await page.screenshot({ path: path.join(artifacts, "page-resumed.png"), fullPage: true });
+});
+
+test("B: with UPLOAD_JWT_SECRET and no token, the page asks for one", async () => {
+  await open(`${b.origin}/`);
+  await page.waitForFunction(() => document.getElementById("files-status").textContent.length > 0);
+  const status = await page.locator("#files-status").textContent();
+  assert(/token/i.test(status), `status asks for a token: ${status}`);
+  assert(await page.locator("#access").evaluate((d) => d.open), "the token field is opened");
+  assert(await page.getByLabel(/Paste a token/).isVisible(), "token field visible and labelled");
+});
+
+test("B: a pasted token is used for the list and the upload", async () => {
+  await open(`${b.origin}/`);
+  await page.getByLabel(/Paste a token/).fill(token);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.waitForFunction(() => /No files yet/.test(document.getElementById("files-status").textContent), null, { timeout: 10000 });
+  await page.setInputFiles("#files", [okForB.path]);
+  await waitSettled([okForB.name], 60000);
+  assertEq(await stateOf(okForB.name), "done", "state");
+  const files = (await b.api("GET", "/files", token)).body.files;
+  assertEq(files.length, 1, "files of the token's owner");
+  assertEq(files[0].owner, "e2e-user", "owner");
+  // The token survives a reload (sessionStorage) and still lists the file.
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  await row(okForB.name).waitFor({ timeout: 10000 });
+});
+
+test("B: refused files show the reason next to them", async () => {
+  await open(`${b.origin}/`);
+  const config = (await b.api("GET", "/config")).body;
+  const limits = await page.locator("#limits").textContent();
+  assert(limits.includes(formatBytes(config.constraints.max_file_size)) && limits.includes(config.constraints.accept.join(", ")), `limits text: ${limits}`);
+  await page.setInputFiles("#files", [tooBig.path, wrongType]);
+  await waitSettled([tooBig.name, "notes.txt"], 30000);
+  const large = await item(tooBig.name).locator(".error").textContent();
+  assertEq(large, `Too large: the limit is ${formatBytes(config.constraints.max_file_size)}.`, "error of the large file");
+  const type = await item("notes.txt").locator(".error").textContent();
+  assertEq(type, `This type is not accepted (accepted: ${config.constraints.accept.join(", ")}).`, "error of the text file");
+  assertEq(await item(tooBig.name).locator(".state").textContent(), "Not accepted", "state text of a refusal");
+  // Trying the same file again cannot help, so it is not offered.
+  assert(await item(tooBig.name).getByRole("button", { name: /Try .* again/ }).isHidden(), "no Try again for a refusal");
+  await page.screenshot({ path: path.join(artifacts, "page-refused.png"), fullPage: true });
+});

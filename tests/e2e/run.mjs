@@ -6,15 +6,17 @@
 // TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_S3_REGION, AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY for a store someone else started (scripts/test.sh),
 // or none of them and `garage` on PATH: a private Garage is started.
-// Prints one line per test and ends with "N passed, N failed".
+// Runs on node's test runner: `node --test run.mjs`
+// (`--test-name-pattern=<regex>` for some of the tests).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { test } from "node:test";
 import { chromium } from "playwright-core";
 import { freePort, startGarage, startProxy, startServer, startStatic } from "./servers.mjs";
-import { MiB, assert, assertEq, makeFileIn, runSuite, runTests, sleep } from "./util.mjs";
+import { MiB, assert, assertEq, makeFileIn, sleep, suite } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -23,7 +25,20 @@ const cleanups = [];
 
 const makeFile = (name, size) => makeFileIn(tmp, name, size);
 
-async function main() {
+// Set up once for every test (the `setup` hook below).
+let proxy, server, page, api;
+const pageErrors = [];
+const requests = [];
+let small, big, mid, five, tooBig, wrongType;
+
+const { setup } = suite("e2e", tmp, cleanups, {
+  check: () => assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`),
+  onFailure: async () => {
+    pageErrors.length = 0;
+  },
+});
+
+setup(async () => {
   const bin = path.resolve(root, process.env.UPLOAD_SERVER_BIN || "target/debug/upload-server");
   assert(fs.existsSync(bin), `${bin} not found: cargo build -p upload-server`);
   const pkg = path.join(root, "crates/upload-wasm/pkg");
@@ -42,7 +57,7 @@ async function main() {
     store = await startGarage(path.join(tmp, "garage"));
     cleanups.push(store.stop);
   }
-  const proxy = await startProxy(store.endpoint);
+  proxy = await startProxy(store.endpoint);
   cleanups.push(proxy.close);
   const site = await startStatic({ "/pkg/": pkg, "/": path.join(here, "page") });
   cleanups.push(site.close);
@@ -69,9 +84,9 @@ async function main() {
   };
   delete env.UPLOAD_JWT_SECRET; // development identity
   fs.mkdirSync(env.UPLOAD_DATA_DIR, { recursive: true });
-  const server = await startServer(bin, env, path.join(tmp, "server.log"));
+  server = await startServer(bin, env, path.join(tmp, "server.log"));
   cleanups.push(server.stop);
-  const api = async (method, p) => {
+  api = async (method, p) => {
     const r = await fetch(`${server.base}${p}`, { method });
     if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${await r.text()}`);
     return r.status === 204 ? null : r.json();
@@ -82,190 +97,189 @@ async function main() {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   cleanups.push(() => browser.close());
-  const page = await browser.newPage();
-  const pageErrors = [];
+  page = await browser.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
-  const requests = [];
   page.on("request", (r) => requests.push({ method: r.method(), url: r.url() }));
   await page.goto(`${site.origin}/`);
   await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout: 30000 });
 
-  async function newUploader(concurrency = 4) {
-    await page.evaluate(([endpoint, concurrency]) => window.e2e.create({ endpoint, concurrency, retryDelay: 200 }), [server.base, concurrency]);
-  }
-  async function setFiles(files) {
-    await page.setInputFiles("#files", files.map((f) => f.path));
-  }
-  const start = (i) => page.evaluate((i) => window.e2e.start(i, { test: "e2e" }), i);
-  const info = (h) => page.evaluate((h) => window.e2e.info(h), h);
-  async function settle(h, ms = 300000) {
-    await page.waitForFunction((h) => window.e2e.info(h).settled, h, { timeout: ms, polling: 100 });
-    return info(h);
-  }
-  async function waitLoaded(h, fraction) {
-    await page.waitForFunction(([h, f]) => { const i = window.e2e.info(h); return i.settled || i.loaded >= i.total * f; }, [h, fraction], { timeout: 120000, polling: 20 });
-  }
-  /** Downloads the stored file through its download URL and compares SHA-256. */
-  async function assertStored(result, file) {
-    assert(result, "upload failed");
-    assertEq(result.size, file.size, "recorded size");
-    const meta = await api("GET", `/files/${result.id}`);
-    const r = await fetch(meta.download_url);
-    assert(r.ok, `download: ${r.status}`);
-    const hash = crypto.createHash("sha256");
-    for await (const chunk of r.body) hash.update(chunk);
-    assertEq(hash.digest("hex"), file.sha256, `SHA-256 of ${file.path}`);
-  }
-  function assertProgress(i) {
-    const ev = i.events;
-    assert(ev.length > 0, "no progress events");
-    for (let k = 1; k < ev.length; k++) {
-      assert(ev[k].loaded >= ev[k - 1].loaded, `progress went back: ${ev[k - 1].loaded} -> ${ev[k].loaded}`);
-      assert(ev[k].at - ev[k - 1].at >= 45, `progress events ${ev[k].at - ev[k - 1].at} ms apart: ${JSON.stringify(ev.slice(Math.max(0, k - 2), k + 2))}`);
-    }
-    const last = ev[ev.length - 1];
-    assertEq(last.state, "done", "last event");
-    assertEq(last.loaded, i.total, "last event's loaded");
-    assertEq(ev.filter((e) => e.state === "done").length, 1, "done events");
-  }
-
-  const small = makeFile("small.bin", 1 * MiB + 123);
-  const big = makeFile("big.bin", 150 * MiB);
-  const mid = makeFile("mid.bin", 40 * MiB + 7);
-  const five = makeFile("five.bin", 5 * MiB);
-  const tooBig = path.join(tmp, "huge.bin");
+  small = makeFile("small.bin", 1 * MiB + 123);
+  big = makeFile("big.bin", 150 * MiB);
+  mid = makeFile("mid.bin", 40 * MiB + 7);
+  five = makeFile("five.bin", 5 * MiB);
+  tooBig = path.join(tmp, "huge.bin");
   fs.writeFileSync(tooBig, "");
   fs.truncateSync(tooBig, 200 * MiB + 1); // sparse: nothing is read before the refusal
-  const wrongType = path.join(tmp, "notes.txt");
+  wrongType = path.join(tmp, "notes.txt");
   fs.writeFileSync(wrongType, "not accepted\n");
+});
 
-  const tests = [
-    ["checksums: WebCrypto and the streaming wasm SHA-256 agree with Node's", async () => {
-      const sizes = [0, 1, 55, 64, 1 * MiB - 1, 1 * MiB, 3 * MiB + 5];
-      const got = await page.evaluate(async (sizes) => {
-        const m = await import("/pkg/hash/ext.js");
-        const out = [];
-        for (const n of sizes) {
-          const bytes = new Uint8Array(n);
-          for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
-          const blob = new Blob([bytes]);
-          out.push({ secure: isSecureContext, whole: await m.sum(blob), streaming: await m.sumStreaming(blob) });
-        }
-        return out;
-      }, sizes);
-      sizes.forEach((n, k) => {
-        const bytes = Buffer.alloc(n);
-        for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
-        const want = crypto.createHash("sha256").update(bytes).digest("base64");
-        assert(got[k].secure, "the test page is a secure context, so sum() takes the WebCrypto path");
-        assertEq(got[k].whole, want, `sum() of ${n} bytes`);
-        assertEq(got[k].streaming, want, `sumStreaming() of ${n} bytes`);
-      });
-    }],
-    ["small file: one form POST to the store", async () => {
-      await newUploader();
-      await setFiles([small]);
-      proxy.state.reset();
-      const i = await settle(await start(0));
-      assert(!i.error, JSON.stringify(i.error));
-      assertEq(proxy.state.posts, 1, "form POSTs to the store");
-      assertEq(proxy.state.partPuts.length, 0, "part PUTs");
-      assertProgress(i);
-      await assertStored(i.result, small);
-    }],
-    ["150 MiB multipart with 4 parts in flight", async () => {
-      await newUploader(4);
-      await setFiles([big]);
-      proxy.state.reset();
-      const i = await settle(await start(0));
-      assert(!i.error, JSON.stringify(i.error));
-      assertEq(proxy.state.partPuts.length, 19, "part PUTs (150 MiB / 8 MiB)");
-      assertEq(proxy.state.maxActive, 4, "parts in flight at most");
-      assertProgress(i);
-      await assertStored(i.result, big);
-    }],
-    ["three files at once", async () => {
-      await newUploader(4);
-      const files = [small, five, mid];
-      await setFiles(files);
-      proxy.state.reset();
-      const handles = [await start(0), await start(1), await start(2)];
-      const results = [];
-      for (const h of handles) results.push(await settle(h));
-      assert(proxy.state.maxActive <= 4, `global limit: ${proxy.state.maxActive} parts at once`);
-      for (let k = 0; k < 3; k++) {
-        assert(!results[k].error, JSON.stringify(results[k].error));
-        assertProgress(results[k]);
-        await assertStored(results[k].result, files[k]);
-      }
-    }],
-    ["refused files fail before any request", async () => {
-      await newUploader();
-      await setFiles([{ path: tooBig }, { path: wrongType }]);
-      const before = requests.length;
-      const a = await settle(await start(0));
-      const b = await settle(await start(1));
-      assertEq(a.error?.code, "file_too_large", "too large");
-      assert(a.error.message.includes(String(200 * MiB)), `message names the limit: ${a.error.message}`);
-      assertEq(b.error?.code, "type_not_accepted", "wrong type");
-      assertEq(requests.length - before, 0, "requests made for refused files");
-    }],
-    ["cancel in the middle leaves nothing behind", async () => {
-      await newUploader();
-      await setFiles([mid]);
-      proxy.state.reset();
-      const h = await start(0);
-      await waitLoaded(h, 0.3);
-      await page.evaluate((h) => window.e2e.cancel(h), h);
-      const i = await settle(h);
-      assertEq(i.error?.code, "aborted", "done rejects with");
-      assertEq(i.state, "cancelled", "state");
-      const puts = proxy.state.partPuts.length;
-      await sleep(300);
-      assertEq(proxy.state.active, 0, "part PUTs still open");
-      assertEq(proxy.state.partPuts.length, puts, "part PUTs after cancel");
-      const status = await api("GET", `/uploads/${i.id}`);
-      assertEq(status.state, "aborted", "server state");
-      assertEq((status.parts || []).length, 0, "parts left in the store");
-    }],
-    ["pause then resume continues from the stored parts", async () => {
-      await newUploader(2);
-      await setFiles([mid]);
-      proxy.state.reset();
-      const h = await start(0);
-      await waitLoaded(h, 0.4);
-      await page.evaluate((h) => window.e2e.pause(h), h);
-      await sleep(200);
-      assertEq(proxy.state.active, 0, "part PUTs open while paused");
-      const puts = proxy.state.partPuts.length;
-      await sleep(500);
-      assertEq(proxy.state.partPuts.length, puts, "part PUTs while paused");
-      assertEq((await info(h)).state, "paused", "state");
-      const stored = (await api("GET", `/uploads/${(await info(h)).id}`)).parts.length;
-      assert(stored >= 1, "some parts stored before the pause");
-      await page.evaluate((h) => window.e2e.resume(h), h);
-      const i = await settle(h);
-      assert(!i.error, JSON.stringify(i.error));
-      // 6 parts; only those not stored at the pause are sent again.
-      assert(proxy.state.partPuts.length <= 6 + 2, `${proxy.state.partPuts.length} part PUTs for 6 parts`);
-      assertProgress(i);
-      await assertStored(i.result, mid);
-    }],
-    ["a part failing twice with 503 (and one dropped connection) still ends correct", async () => {
-      await newUploader(4);
-      await setFiles([mid]);
-      proxy.state.reset();
-      proxy.state.faults.push({ part: 2, status: 503, times: 2 }, { part: 4, status: "drop", times: 1 });
-      const i = await settle(await start(0));
-      assert(!i.error, JSON.stringify(i.error));
-      assertEq(proxy.state.putsOf(2), 3, "tries of part 2");
-      assertEq(proxy.state.putsOf(4), 2, "tries of part 4");
-      assertProgress(i);
-      await assertStored(i.result, mid);
-    }],
-  ];
-
-  return runTests(tests, { check: () => assertEq(pageErrors.length, 0, `page errors ${pageErrors.join("; ")}`) });
+async function newUploader(concurrency = 4) {
+  await page.evaluate(([endpoint, concurrency]) => window.e2e.create({ endpoint, concurrency, retryDelay: 200 }), [server.base, concurrency]);
+}
+async function setFiles(files) {
+  await page.setInputFiles("#files", files.map((f) => f.path));
+}
+const start = (i) => page.evaluate((i) => window.e2e.start(i, { test: "e2e" }), i);
+const info = (h) => page.evaluate((h) => window.e2e.info(h), h);
+async function settle(h, ms = 300000) {
+  await page.waitForFunction((h) => window.e2e.info(h).settled, h, { timeout: ms, polling: 100 });
+  return info(h);
+}
+async function waitLoaded(h, fraction) {
+  await page.waitForFunction(([h, f]) => { const i = window.e2e.info(h); return i.settled || i.loaded >= i.total * f; }, [h, fraction], { timeout: 120000, polling: 20 });
+}
+/** Downloads the stored file through its download URL and compares SHA-256. */
+async function assertStored(result, file) {
+  assert(result, "upload failed");
+  assertEq(result.size, file.size, "recorded size");
+  const meta = await api("GET", `/files/${result.id}`);
+  const r = await fetch(meta.download_url);
+  assert(r.ok, `download: ${r.status}`);
+  const hash = crypto.createHash("sha256");
+  for await (const chunk of r.body) hash.update(chunk);
+  assertEq(hash.digest("hex"), file.sha256, `SHA-256 of ${file.path}`);
+}
+function assertProgress(i) {
+  const ev = i.events;
+  assert(ev.length > 0, "no progress events");
+  for (let k = 1; k < ev.length; k++) {
+    assert(ev[k].loaded >= ev[k - 1].loaded, `progress went back: ${ev[k - 1].loaded} -> ${ev[k].loaded}`);
+    assert(ev[k].at - ev[k - 1].at >= 45, `progress events ${ev[k].at - ev[k - 1].at} ms apart: ${JSON.stringify(ev.slice(Math.max(0, k - 2), k + 2))}`);
+  }
+  const last = ev[ev.length - 1];
+  assertEq(last.state, "done", "last event");
+  assertEq(last.loaded, i.total, "last event's loaded");
+  assertEq(ev.filter((e) => e.state === "done").length, 1, "done events");
 }
 
-await runSuite("e2e", main, tmp, cleanups);
+test("checksums: WebCrypto and the streaming wasm SHA-256 agree with Node's", async () => {
+  const sizes = [0, 1, 55, 64, 1 * MiB - 1, 1 * MiB, 3 * MiB + 5];
+  const got = await page.evaluate(async (sizes) => {
+    const m = await import("/pkg/hash/ext.js");
+    const out = [];
+    for (const n of sizes) {
+      const bytes = new Uint8Array(n);
+      for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
+      const blob = new Blob([bytes]);
+      out.push({ secure: isSecureContext, whole: await m.sum(blob), streaming: await m.sumStreaming(blob) });
+    }
+    return out;
+  }, sizes);
+  sizes.forEach((n, k) => {
+    const bytes = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) bytes[i] = (i * 31 + (i >> 8)) & 255;
+    const want = crypto.createHash("sha256").update(bytes).digest("base64");
+    assert(got[k].secure, "the test page is a secure context, so sum() takes the WebCrypto path");
+    assertEq(got[k].whole, want, `sum() of ${n} bytes`);
+    assertEq(got[k].streaming, want, `sumStreaming() of ${n} bytes`);
+  });
+});
+
+test("small file: one form POST to the store", async () => {
+  await newUploader();
+  await setFiles([small]);
+  proxy.state.reset();
+  const i = await settle(await start(0));
+  assert(!i.error, JSON.stringify(i.error));
+  assertEq(proxy.state.posts, 1, "form POSTs to the store");
+  assertEq(proxy.state.partPuts.length, 0, "part PUTs");
+  assertProgress(i);
+  await assertStored(i.result, small);
+});
+
+test("150 MiB multipart with 4 parts in flight", async () => {
+  await newUploader(4);
+  await setFiles([big]);
+  proxy.state.reset();
+  const i = await settle(await start(0));
+  assert(!i.error, JSON.stringify(i.error));
+  assertEq(proxy.state.partPuts.length, 19, "part PUTs (150 MiB / 8 MiB)");
+  assertEq(proxy.state.maxActive, 4, "parts in flight at most");
+  assertProgress(i);
+  await assertStored(i.result, big);
+});
+
+test("three files at once", async () => {
+  await newUploader(4);
+  const files = [small, five, mid];
+  await setFiles(files);
+  proxy.state.reset();
+  const handles = [await start(0), await start(1), await start(2)];
+  const results = [];
+  for (const h of handles) results.push(await settle(h));
+  assert(proxy.state.maxActive <= 4, `global limit: ${proxy.state.maxActive} parts at once`);
+  for (let k = 0; k < 3; k++) {
+    assert(!results[k].error, JSON.stringify(results[k].error));
+    assertProgress(results[k]);
+    await assertStored(results[k].result, files[k]);
+  }
+});
+
+test("refused files fail before any request", async () => {
+  await newUploader();
+  await setFiles([{ path: tooBig }, { path: wrongType }]);
+  const before = requests.length;
+  const a = await settle(await start(0));
+  const b = await settle(await start(1));
+  assertEq(a.error?.code, "file_too_large", "too large");
+  assert(a.error.message.includes(String(200 * MiB)), `message names the limit: ${a.error.message}`);
+  assertEq(b.error?.code, "type_not_accepted", "wrong type");
+  assertEq(requests.length - before, 0, "requests made for refused files");
+});
+
+test("cancel in the middle leaves nothing behind", async () => {
+  await newUploader();
+  await setFiles([mid]);
+  proxy.state.reset();
+  const h = await start(0);
+  await waitLoaded(h, 0.3);
+  await page.evaluate((h) => window.e2e.cancel(h), h);
+  const i = await settle(h);
+  assertEq(i.error?.code, "aborted", "done rejects with");
+  assertEq(i.state, "cancelled", "state");
+  const puts = proxy.state.partPuts.length;
+  await sleep(300);
+  assertEq(proxy.state.active, 0, "part PUTs still open");
+  assertEq(proxy.state.partPuts.length, puts, "part PUTs after cancel");
+  const status = await api("GET", `/uploads/${i.id}`);
+  assertEq(status.state, "aborted", "server state");
+  assertEq((status.parts || []).length, 0, "parts left in the store");
+});
+
+test("pause then resume continues from the stored parts", async () => {
+  await newUploader(2);
+  await setFiles([mid]);
+  proxy.state.reset();
+  const h = await start(0);
+  await waitLoaded(h, 0.4);
+  await page.evaluate((h) => window.e2e.pause(h), h);
+  await sleep(200);
+  assertEq(proxy.state.active, 0, "part PUTs open while paused");
+  const puts = proxy.state.partPuts.length;
+  await sleep(500);
+  assertEq(proxy.state.partPuts.length, puts, "part PUTs while paused");
+  assertEq((await info(h)).state, "paused", "state");
+  const stored = (await api("GET", `/uploads/${(await info(h)).id}`)).parts.length;
+  assert(stored >= 1, "some parts stored before the pause");
+  await page.evaluate((h) => window.e2e.resume(h), h);
+  const i = await settle(h);
+  assert(!i.error, JSON.stringify(i.error));
+  // 6 parts; only those not stored at the pause are sent again.
+  assert(proxy.state.partPuts.length <= 6 + 2, `${proxy.state.partPuts.length} part PUTs for 6 parts`);
+  assertProgress(i);
+  await assertStored(i.result, mid);
+});
+
+test("a part failing twice with 503 (and one dropped connection) still ends correct", async () => {
+  await newUploader(4);
+  await setFiles([mid]);
+  proxy.state.reset();
+  proxy.state.faults.push({ part: 2, status: 503, times: 2 }, { part: 4, status: "drop", times: 1 });
+  const i = await settle(await start(0));
+  assert(!i.error, JSON.stringify(i.error));
+  assertEq(proxy.state.putsOf(2), 3, "tries of part 2");
+  assertEq(proxy.state.putsOf(4), 2, "tries of part 4");
+  assertProgress(i);
+  await assertStored(i.result, mid);
+});

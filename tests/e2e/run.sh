@@ -14,9 +14,13 @@ fi
 if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm || ! -f crates/upload-wasm/pkg/hash/ext.js ]]; then
   bash scripts/build-wasm.sh
 fi
-node "$here/run.mjs"
-node "$here/page.mjs" # the upload page (www/) against the embedded default
+# node's test runner, one file at a time (each starts its own servers and
+# Chromium): a line per test, a summary per file, non-zero on any failure.
+# Pass node options through, e.g. `bash tests/e2e/run.sh --test-name-pattern=cancel`.
+run() { node --test --test-reporter=spec --test-force-exit "$@"; }
+run "$@" "$here/run.mjs"
+run "$@" "$here/page.mjs" # the upload page (www/) against the embedded default
 # Faults: target/debug/fault-proxy (cargo build -p upload-tests --bins) between
 # Chromium and a private Garage: resets, delays, the store down, a corrupted
 # part, resume after a reload.
-node "$here/faults.mjs"
+run "$@" "$here/faults.mjs"

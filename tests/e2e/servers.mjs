@@ -2,13 +2,13 @@
 // a static server for the test page and the built package (its own origin,
 // so the API and the store are cross-origin, as in a real app), a proxy in
 // front of the object store that can inject faults, Garage (when the caller
-// did not start one) and upload-server itself.
+// did not start one; through scripts/garage.sh) and upload-server itself.
 import http from "node:http";
 import net from "node:net";
 import fs from "node:fs";
 import path from "node:path";
-import crypto from "node:crypto";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -18,6 +18,30 @@ export async function freePort() {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
+  });
+}
+
+/**
+ * SIGTERM to `proc`, SIGKILL if it has not exited after `ms`; resolves once
+ * it has exited (a child left running keeps the test process alive).
+ */
+export function stopProcess(proc, ms = 10000) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => proc.kill("SIGKILL"), ms);
+    proc.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    proc.kill("SIGTERM");
+  });
+}
+
+/** Stops `server` and drops its open connections (keep-alive ones would keep the test process alive). */
+function closeServer(server) {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
   });
 }
 
@@ -40,7 +64,7 @@ export async function startStatic(routes) {
     res.writeHead(404).end("not found");
   });
   await new Promise((r) => server.listen(port, "127.0.0.1", r));
-  return { origin: `http://127.0.0.1:${port}`, close: () => server.close() };
+  return { origin: `http://127.0.0.1:${port}`, close: () => closeServer(server) };
 }
 
 /**
@@ -112,7 +136,7 @@ export async function startProxy(target) {
     req.pipe(upstream);
   });
   await new Promise((r) => server.listen(port, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${port}`, state, close: () => server.close() };
+  return { url: `http://127.0.0.1:${port}`, state, close: () => closeServer(server) };
 }
 
 function waitFor(check, what, ms = 30000) {
@@ -129,53 +153,51 @@ function waitFor(check, what, ms = 30000) {
   });
 }
 
-/** A single-node Garage with one bucket and one key, for runs without TEST_S3_ENDPOINT. */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Runs scripts/garage.sh (the one place that configures Garage) with `args`; resolves with its stdout. */
+function garageScript(args) {
+  return new Promise((resolve, reject) => {
+    execFile("bash", [path.join(root, "scripts/garage.sh"), ...args], (err, stdout, stderr) => {
+      if (err) reject(new Error(`scripts/garage.sh ${args.join(" ")}: ${err.message}${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** True while `pid` runs (a zombie left for init to reap does not). */
+function alive(pid) {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A single-node Garage with one bucket and one key in `dir`, started by
+ * scripts/garage.sh, for runs without TEST_S3_ENDPOINT.
+ */
 export async function startGarage(dir) {
-  const [s3Port, rpcPort] = [await freePort(), await freePort()];
-  const hex = (n) => crypto.randomBytes(n).toString("hex");
-  fs.mkdirSync(dir, { recursive: true });
-  const conf = path.join(dir, "garage.toml");
-  fs.writeFileSync(
-    conf,
-    `metadata_dir = "${dir}/meta"
-data_dir = "${dir}/data"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:${rpcPort}"
-rpc_public_addr = "127.0.0.1:${rpcPort}"
-rpc_secret = "${hex(32)}"
-[s3_api]
-s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:${s3Port}"
-root_domain = ".s3.localhost"
-`,
-  );
-  const env = {
-    ...process.env,
-    GARAGE_DEFAULT_ACCESS_KEY: `GK${hex(12)}`,
-    GARAGE_DEFAULT_SECRET_KEY: hex(32),
-    GARAGE_DEFAULT_BUCKET: "e2e-bucket",
-  };
-  const log = fs.openSync(path.join(dir, "garage.log"), "a");
-  const endpoint = `http://127.0.0.1:${s3Port}`;
-  let proc;
   const start = async () => {
-    proc = spawn("garage", ["-c", conf, "server", "--single-node", "--default-bucket"], { env, stdio: ["ignore", log, log] });
-    await waitFor(async () => (await fetch(`${endpoint}/e2e-bucket`)).status === 403, "garage");
+    const vars = {};
+    for (const m of (await garageScript(["start", dir])).matchAll(/^export (\w+)=(.*)$/gm)) vars[m[1]] = m[2];
+    return vars;
   };
-  await start();
+  const vars = await start();
+  const pid = () => Number(fs.readFileSync(path.join(dir, "garage.pid"), "utf8"));
   return {
-    endpoint,
-    bucket: "e2e-bucket",
-    region: "us-east-1",
-    accessKey: env.GARAGE_DEFAULT_ACCESS_KEY,
-    secretKey: env.GARAGE_DEFAULT_SECRET_KEY,
-    stop: () => proc.kill("SIGTERM"),
+    endpoint: vars.TEST_S3_ENDPOINT,
+    bucket: vars.TEST_S3_BUCKET,
+    region: vars.TEST_S3_REGION,
+    accessKey: vars.AWS_ACCESS_KEY_ID,
+    secretKey: vars.AWS_SECRET_ACCESS_KEY,
+    stop: () => garageScript(["stop", dir]),
     /** Kills Garage (`signal`) and waits until it has exited: the store is down. */
     async kill(signal = "SIGKILL") {
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill(signal);
-      await exited;
+      const p = pid();
+      process.kill(p, signal);
+      await waitFor(() => !alive(p), "garage to exit");
     },
     /** Starts it again with the same configuration, keys and data. */
     restart: start,
@@ -200,5 +222,5 @@ export async function startServer(bin, env, logFile) {
     if (exited !== null) throw new Error(`upload-server exited with ${exited}; see ${logFile}`);
     return (await fetch(`${base}/config`)).ok;
   }, "upload-server");
-  return { base, stop: () => proc.kill("SIGTERM") };
+  return { base, stop: () => stopProcess(proc) };
 }

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
+import { after, afterEach, before } from "node:test";
 
 export const MiB = 1024 * 1024;
 
@@ -31,55 +32,50 @@ export function makeFileIn(dir, name, size) {
 }
 
 /**
- * Runs named tests `[name, async fn]` in order (`E2E_ONLY=text` runs the
- * matching ones), printing `ok - ...` / `not ok - ...` and the closing
- * `N passed, N failed`. `check` runs after each test's own assertions;
- * `onFailure(n)` after a failure (screenshots, resetting the page).
- * Returns true when every test that ran passed and at least one ran.
+ * The shared setup and teardown of a suite, as node:test hooks. The
+ * returned `setup(fn)` registers `fn` as the `before` hook. After each test:
+ * `check()` when it passed (a throw fails it), `onFailure(name)` when it
+ * failed (screenshots, resetting the page). After the last test: the
+ * `cleanups` in reverse order, then `tmp` removed (kept when a test failed
+ * and E2E_KEEP is set).
  */
-export async function runTests(tests, { prefix = "", check = () => {}, onFailure = async () => {}, firstLine = false } = {}) {
-  let passed = 0;
-  let failed = 0;
-  const only = process.env.E2E_ONLY;
-  for (const [name, fn] of tests) {
-    if (only && !name.includes(only)) continue;
-    const t0 = Date.now();
-    try {
-      await fn();
-      check();
-      passed++;
-      console.log(`ok - ${prefix}${name} (${Date.now() - t0} ms)`);
-    } catch (e) {
-      failed++;
-      const message = firstLine ? e.message.split("\n")[0] : e.message;
-      console.log(`not ok - ${prefix}${name}: ${message}`);
-      await onFailure(passed + failed);
+export function suite(label, tmp, cleanups, { check = () => {}, onFailure = async () => {} } = {}) {
+  let failed = false;
+  afterEach(async (t) => {
+    if (t.passed) {
+      try {
+        check();
+        return;
+      } catch (e) {
+        failed = true;
+        await onFailure(t.name);
+        throw e;
+      }
     }
-  }
-  console.log(`${passed} passed, ${failed} failed`);
-  return failed === 0 && passed > 0;
-}
-
-/**
- * Runs a suite's `main` (true when it passed), then its cleanups in reverse
- * order, removes `tmp` (kept on failure when E2E_KEEP is set), and exits
- * with the suite's status. A failure before any test counts as one failed.
- */
-export async function runSuite(label, main, tmp, cleanups) {
-  let ok = false;
-  try {
-    ok = await main();
-  } catch (e) {
-    console.error(`${label}: setup failed: ${e.stack || e}`);
-    console.log("0 passed, 1 failed");
-  } finally {
+    failed = true;
+    await onFailure(t.name);
+  });
+  after(async () => {
     for (const c of cleanups.reverse()) {
       try {
         await c();
-      } catch {}
+      } catch (e) {
+        console.error(`${label}: cleanup: ${e.message}`);
+      }
     }
-    if (ok || !process.env.E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
+    if (!failed || !process.env.E2E_KEEP) fs.rmSync(tmp, { recursive: true, force: true });
     else console.error(`${label}: logs kept in ${tmp}`);
-  }
-  process.exit(ok ? 0 : 1);
+  });
+  return {
+    setup(fn) {
+      before(async () => {
+        try {
+          await fn();
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+      });
+    },
+  };
 }
