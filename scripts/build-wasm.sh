@@ -5,7 +5,7 @@
 # with the size profile `wasm-release` (opt-level z, LTO, 1 codegen unit,
 # panic abort) and wasm-opt -Oz from the npm package binaryen@132 (Debian's
 # binaryen is too old to read current rustc output); the JS (wasm-bindgen's
-# glue and src/transport.js) is minified with terser, from
+# glue and the one snippet, src/load_hash.js) is minified with terser, from
 # crates/upload-wasm/tools (installed here with `npm ci` when missing).
 # Tools: scripts/install-tools.sh.
 set -euo pipefail
@@ -34,11 +34,6 @@ if [[ ! -x $tools/node_modules/.bin/terser ]]; then
   (cd "$tools" && npm ci --no-audit --no-fund)
 fi
 terser=$root/$tools/node_modules/.bin/terser
-# Names private to src/transport.js (Task's methods and state, a multipart
-# run's signing promise), shortened by terser: keep this list to names used
-# nowhere else.
-transport_private='interrupted|inflight|abortRequests|setStored|setState|sendPooled|lastEmit|lastEvent|checkpoint|wakeUp|setInflight|scheduleEmit|addStored|emitFinal|signing'
-
 for target in web bundler; do
   out=pkg
   [[ $target == bundler ]] && out=pkg-bundler
@@ -51,25 +46,19 @@ for target in web bundler; do
   # Minified as any shipped JS is (the sizes Uppy and others quote are
   # min + gzip); the .d.ts keeps the documentation. Class names are kept.
   # The lazily loaded part (checksums, resume): crates/upload-hash in $out/hash,
-  # imported by transport.js as ../../../hash/ext.js only when an Uploader has
-  # `checksums` or `resume` on. Built for speed (opt-level 3, wasm-opt -O3):
+  # imported by src/load_hash.js as ../../../hash/upload_hash.js only when an
+  # Uploader has `checksums` or `resume` on. Built for speed (opt-level 3, wasm-opt -O3):
   # SHA-256 at opt-level "z" runs at half the speed for ~600 bytes less.
   hash="crates/upload-wasm/$out/hash"
   rm -rf "$hash"
   CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL=3 wasm-pack build --mode no-install --no-opt --profile wasm-release --target "$target" --out-dir "$root/$hash" crates/upload-hash
   "$wasm_opt" -O3 --strip-debug --strip-producers --strip-target-features -o "$hash/upload_hash_bg.wasm.opt" "$hash/upload_hash_bg.wasm"
   mv "$hash/upload_hash_bg.wasm.opt" "$hash/upload_hash_bg.wasm"
-  cp crates/upload-hash/src/ext.js "$hash/ext.js"
   rm -f "$hash/package.json" "$hash/.gitignore" "$hash/README.md"
   # npm publishes only the listed files: add the hash directory.
   node -e 'const f=process.argv[1],p=JSON.parse(require("fs").readFileSync(f));p.files.includes("hash")||p.files.push("hash");require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' "crates/upload-wasm/$out/package.json"
   while IFS= read -r js; do
-    props=()
-    # transport.js: its internal method and field names are shortened too
-    # (~90 bytes gzip). Only names that nothing outside the file uses (not
-    # the Rust classes' `invoke` targets, not the options or answers).
-    [[ $js == */snippets/*/transport.js ]] && props=(--mangle-props "regex=/^($transport_private)$/")
-    "$terser" "$js" --module --compress passes=2 --mangle "${props[@]}" --keep-classnames --comments '/@ts-self-types/' -o "$js.min"
+    "$terser" "$js" --module --compress passes=2 --mangle --keep-classnames --comments '/@ts-self-types/' -o "$js.min"
     mv "$js.min" "$js"
   done < <(find "crates/upload-wasm/$out" -name '*.js')
 done

@@ -89,7 +89,7 @@ setup(async () => {
   assert(fs.existsSync(bin), `${bin} not found: cargo build -p upload-server`);
   assert(fs.existsSync(proxyBin), `${proxyBin} not found: cargo build -p upload-tests --bins`);
   const pkg = path.join(root, "crates/upload-wasm/pkg");
-  assert(fs.existsSync(path.join(pkg, "hash/ext.js")), "crates/upload-wasm/pkg/hash missing: scripts/build-wasm.sh");
+  assert(fs.existsSync(path.join(pkg, "hash/upload_hash.js")), "crates/upload-wasm/pkg/hash missing: scripts/build-wasm.sh");
 
   store = await startGarage(path.join(tmp, "garage"));
   cleanups.push(() => store.stop());

@@ -156,7 +156,8 @@ function assertProgress(i) {
 test("checksums: WebCrypto and the streaming wasm SHA-256 agree with Node's", async () => {
   const sizes = [0, 1, 55, 64, 1 * MiB - 1, 1 * MiB, 3 * MiB + 5];
   const got = await page.evaluate(async (sizes) => {
-    const m = await import("/pkg/hash/ext.js");
+    const m = await import("/pkg/hash/upload_hash.js");
+    await m.default();
     const out = [];
     for (const n of sizes) {
       const bytes = new Uint8Array(n);

@@ -11,7 +11,7 @@ cd "$root"
 if [[ ! -d $here/node_modules/playwright-core ]]; then
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
-if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm || ! -f crates/upload-wasm/pkg/hash/ext.js ]]; then
+if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm || ! -f crates/upload-wasm/pkg/hash/upload_hash.js ]]; then
   bash scripts/build-wasm.sh
 fi
 # node's test runner, one file at a time (each starts its own servers and

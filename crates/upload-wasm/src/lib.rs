@@ -5,57 +5,50 @@
 //! chunked resumable session), and tells the API when they are stored.
 //! See `README.md` for the JS API.
 //!
-//! The work is split: `transport.js` (hand-written) does the plumbing -
-//! fetch, XMLHttpRequest, timers, promises, the pool of request slots - and
-//! asks [`policy`] for every decision (constraint checks with upload-core,
-//! part ranges, error codes, retries, chunk offsets, progress). The exported
-//! classes here wrap its objects. A Rust async state machine per flow cost
-//! the .wasm three times what the JS costs.
+//! All of it is Rust: API calls with gloo-net, answers read into
+//! upload-core's wire types with serde ([`api`]); the store's requests with
+//! web-sys's `XMLHttpRequest` and `FormData` ([`task`]); the flows, pause,
+//! resume, cancel and retries ([`upload`]); the decisions ([`policy`]);
+//! timers and the shared pool of request slots ([`wait`]). The one JS snippet,
+//! `load_hash.js`, is the dynamic `import()` of the checksum module ([`hash`]).
 //!
 //! Architecture invariant: this is the only crate that touches `JsValue`; the
-//! rules (constraints, part ranges, codes) come from `upload-core`, so the
-//! browser refuses exactly what the server would.
+//! rules (constraints, part ranges, codes) and the wire types come from
+//! `upload-core`, never a copy, so the browser refuses exactly what the server
+//! would and reads exactly what it writes.
 
-mod js;
+mod api;
+mod fail;
+mod hash;
+mod json;
 mod liveview;
 mod policy;
-#[cfg(all(test, target_arch = "wasm32"))]
-mod sched;
+mod task;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests;
+mod upload;
+mod wait;
 
-use js_sys::Promise;
-use wasm_bindgen::JsCast;
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 use web_sys::Blob;
 
+use crate::api::Api;
+use crate::fail::{Fail, cat};
+use crate::hash::Extras;
 pub use crate::liveview::Uploaders;
+use crate::policy::Retry;
+use crate::task::{Shared, Sink, Task};
+use crate::upload::{Client, Declaration};
+use crate::wait::{Pool, signal};
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
-
-#[wasm_bindgen(module = "/src/transport.js")]
-extern "C" {
-    /// The object behind an `Uploader` (see transport.js); throws the
-    /// `UploadError` of bad options.
-    #[wasm_bindgen(catch, js_name = makeUploader)]
-    fn make_uploader(options: &JsValue, policy: &JsValue, max_sign: u32) -> Result<JsValue, JsValue>;
-    /// `o[method](a, b)`.
-    fn invoke(o: &JsValue, method: &str, a: &JsValue, b: &JsValue) -> JsValue;
-    pub(crate) fn liveview(kind: &str, entries: &JsValue, on_view_error: &JsValue, policy: &JsValue);
-}
-
-/// The one function through which transport.js asks for decisions
-/// ([`policy::dispatch`]); JS owns it (and collects it with the last user).
-pub(crate) fn policy() -> JsValue {
-    Closure::<dyn Fn(u32, JsValue, JsValue, JsValue, JsValue) -> JsValue>::new(policy::dispatch).into_js_value()
-}
-
-fn call0(o: &JsValue, method: &str) -> JsValue {
-    invoke(o, method, &JsValue::UNDEFINED, &JsValue::UNDEFINED)
-}
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -147,7 +140,7 @@ export interface UploadError extends Error {
 /// Uploads files through one upload API.
 #[wasm_bindgen]
 pub struct Uploader {
-    inner: JsValue,
+    client: Rc<Client>,
 }
 
 #[wasm_bindgen]
@@ -158,21 +151,43 @@ impl Uploader {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "UploaderOptions")] options: JsValue,
     ) -> Result<Uploader, JsValue> {
-        // Part URLs are asked for in batches of at most the contract's limit.
-        let max_sign = upload_core::wire::MAX_PARTS_PER_SIGN_REQUEST as u32;
-        Ok(Uploader { inner: make_uploader(&options, &policy(), max_sign)? })
+        let endpoint = string(&options, "endpoint")
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| Fail::invalid("endpoint is required").to_js())?;
+        let concurrency = whole(&options, "concurrency", 4, 1, 64);
+        let shared = Rc::new(Shared {
+            slots: Pool::new(concurrency as usize),
+            concurrency,
+            // Part URLs in batches of twice the parts in flight: enough to
+            // keep going, few enough that URLs are fresh when used; at most
+            // the contract's limit per signing request.
+            batch: (concurrency * 2).min(upload_core::wire::MAX_PARTS_PER_SIGN_REQUEST as u32),
+            retry: Retry {
+                attempts: whole(&options, "retries", 5, 1, 20),
+                base_ms: f64::from(whole(&options, "retryDelay", 500, 0, u32::MAX)),
+            },
+        });
+        let extras = Extras::new(
+            get(&options, "checksums").is_truthy(),
+            get(&options, "resume").is_truthy(),
+            get(&options, "onResume").dyn_into::<Function>().ok(),
+            &endpoint,
+        );
+        let api = Rc::new(Api::new(endpoint, string(&options, "token")));
+        Ok(Uploader { client: Rc::new(Client::new(api, shared, extras)) })
     }
 
     /// Replaces the bearer token (after a refresh); later requests use it.
     #[wasm_bindgen(js_name = setToken)]
     pub fn set_token(&self, #[wasm_bindgen(unchecked_optional_param_type = "string | null")] token: Option<JsValue>) {
-        invoke(&self.inner, "setToken", &token.unwrap_or(JsValue::UNDEFINED), &JsValue::UNDEFINED);
+        *self.client.api.token.borrow_mut() = token.and_then(|t| t.as_string());
     }
 
     /// The server's `GET /config` (asked once per uploader and cached).
     #[wasm_bindgen(unchecked_return_type = "Promise<UploadConfig>")]
     pub fn config(&self) -> Promise {
-        call0(&self.inner, "config").unchecked_into()
+        let client = self.client.clone();
+        future_to_promise(async move { client.config_json().await.map_err(|f| f.to_js()) })
     }
 
     /// Starts uploading `file` and returns at once. Files beyond the
@@ -183,14 +198,43 @@ impl Uploader {
         file: Blob,
         #[wasm_bindgen(unchecked_optional_param_type = "UploadOptions")] options: Option<JsValue>,
     ) -> Upload {
-        Upload { inner: invoke(&self.inner, "upload", &file, &options.unwrap_or(JsValue::UNDEFINED)) }
+        let options = options.unwrap_or(JsValue::UNDEFINED);
+        let name = string(&options, "name").or_else(|| string(&file, "name")).unwrap_or_else(|| "blob".into());
+        let sha256 = string(&options, "sha256");
+        let meta = meta(&get(&options, "meta"));
+        let error = match &meta {
+            Ok(pairs) => policy::check_declaration(pairs, sha256.as_deref()).err(),
+            Err(fail) => Some(fail.clone()),
+        };
+        let decl = Declaration {
+            content_type: string(&options, "type").or_else(|| string(&file, "type")).unwrap_or_default(),
+            sha256,
+            meta: meta.unwrap_or_default(),
+            error,
+        };
+        let sink = match get(&options, "onProgress").dyn_into::<Function>() {
+            Ok(f) => Sink::Callback(f),
+            Err(_) => Sink::None,
+        };
+        let task = Task::new(file, name, self.client.shared.clone(), sink);
+        let (stopped, ended) = signal();
+        let (t, client) = (task.clone(), self.client.clone());
+        let done = future_to_promise(async move {
+            let result = upload::run(t, client, decl).await;
+            let _ = ended.call0(&JsValue::UNDEFINED);
+            result.map_err(|f| f.to_js())
+        });
+        Upload { task, done, stopped }
     }
 }
 
 /// One file on its way.
 #[wasm_bindgen]
 pub struct Upload {
-    inner: JsValue,
+    task: Rc<Task>,
+    done: Promise,
+    /// Resolves once `done` has settled (the requests stopped, the server told).
+    stopped: Promise,
 }
 
 #[wasm_bindgen]
@@ -199,41 +243,41 @@ impl Upload {
     /// rejects with an `UploadError`.
     #[wasm_bindgen(getter, unchecked_return_type = "Promise<FileRecord>")]
     pub fn done(&self) -> Promise {
-        call0(&self.inner, "done").unchecked_into()
+        self.done.clone()
     }
 
     /// The upload's id once the server has created it (the File id after completion).
-    #[wasm_bindgen(getter, unchecked_return_type = "string | undefined")]
-    pub fn id(&self) -> JsValue {
-        call0(&self.inner, "id")
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> Option<String> {
+        self.task.id.borrow().clone()
     }
 
     /// `queued`, `uploading`, `paused`, `completing`, `done`, `failed` or `cancelled`.
     #[wasm_bindgen(getter, unchecked_return_type = "UploadState")]
-    pub fn state(&self) -> JsValue {
-        call0(&self.inner, "state")
+    pub fn state(&self) -> String {
+        self.task.state().as_str().into()
     }
 
     /// Bytes shown as loaded so far (never decreases).
-    #[wasm_bindgen(getter, unchecked_return_type = "number")]
-    pub fn loaded(&self) -> JsValue {
-        call0(&self.inner, "loaded")
+    #[wasm_bindgen(getter)]
+    pub fn loaded(&self) -> f64 {
+        self.task.loaded()
     }
 
     /// Size of the file.
-    #[wasm_bindgen(getter, unchecked_return_type = "number")]
-    pub fn total(&self) -> JsValue {
-        call0(&self.inner, "total")
+    #[wasm_bindgen(getter)]
+    pub fn total(&self) -> f64 {
+        self.task.size as f64
     }
 
     /// Stops sending: requests in flight are aborted. Parts already stored stay.
     pub fn pause(&self) {
-        call0(&self.inner, "pause");
+        self.task.pause();
     }
 
     /// Continues a paused upload from what the server says is already stored.
     pub fn resume(&self) {
-        call0(&self.inner, "resume");
+        self.task.resume();
     }
 
     /// Aborts requests in flight, rejects `done` with `aborted` and deletes the
@@ -241,6 +285,46 @@ impl Upload {
     /// that has happened.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn cancel(&self) -> Promise {
-        call0(&self.inner, "cancel").unchecked_into()
+        self.task.cancel();
+        self.stopped.clone()
     }
+}
+
+// --- reading the application's option objects --------------------------------
+
+/// `obj[key]`, or `undefined` when `obj` is not an object.
+pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
+    if obj.is_object() || obj.is_function() {
+        Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+pub(crate) fn string(obj: &JsValue, key: &str) -> Option<String> {
+    get(obj, key).as_string()
+}
+
+/// A whole number from `obj[key]` (`default` when absent or not one), clamped to `lo..=hi`.
+fn whole(obj: &JsValue, key: &str, default: u32, lo: u32, hi: u32) -> u32 {
+    let n = get(obj, key).as_f64().filter(|n| *n >= 0.0 && n.fract() == 0.0);
+    n.map_or(default, |n| n.min(f64::from(u32::MAX)) as u32).clamp(lo, hi)
+}
+
+/// `meta` as `[key, value]` pairs; every value must be a string.
+fn meta(meta: &JsValue) -> Result<Vec<(String, String)>, Fail> {
+    if !meta.is_object() {
+        return Ok(Vec::new());
+    }
+    Object::entries(meta.unchecked_ref())
+        .iter()
+        .map(|entry| {
+            let entry: js_sys::Array = entry.unchecked_into();
+            let key = entry.get(0).as_string().unwrap_or_default();
+            match entry.get(1).as_string() {
+                Some(value) => Ok((key, value)),
+                None => Err(Fail::invalid(cat(&["meta value of `", &key, "` must be a string"]))),
+            }
+        })
+        .collect()
 }

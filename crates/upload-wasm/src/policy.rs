@@ -1,5 +1,5 @@
-//! The decisions of the client, asked by `transport.js` (which only moves
-//! bytes and waits) through one function, [`dispatch`]:
+//! The client's decisions, as plain functions of plain values (the flows in
+//! `upload.rs` ask them):
 //!
 //! - the constraint checks, with upload-core's `UploadConstraints::check`
 //!   (the server's own code) and upload-core's meta and checksum rules;
@@ -7,85 +7,17 @@
 //!   against the file;
 //! - the contract's codes for the API's and the store's failures;
 //! - whether and when a failed request is tried again (exponential backoff
-//!   with jitter);
-//! - what progress may show (never less than before).
-//!
-//! Failures come back as the JS `Error` the application sees (a value, not a
-//! throw: `transport.js` throws it).
+//!   with jitter).
 
-use js_sys::Array;
 use upload_core::wire::{check_meta_entries, is_base64_sha256};
 use upload_core::{ConstraintError, ErrorCode, PartPlan, UploadConstraints};
-use wasm_bindgen::prelude::*;
 
-use crate::js::{CHECKSUM_MISMATCH, Fail, NETWORK, as_u64, cat, get, get_str, get_u64, js_error, num};
+use crate::fail::{CHECKSUM_MISMATCH, Fail, NETWORK, cat, num};
 
-// The operations (same numbers in transport.js).
-const CHECK: u32 = 0;
-const META: u32 = 1;
-const PARTS: u32 = 2;
-const API_FAIL: u32 = 3;
-const RETRY: u32 = 4;
-const VERDICT: u32 = 5;
-const SHOWN: u32 = 6;
-
-/// Verdicts on an answer of the store (same numbers in transport.js).
-const OK: u32 = 0;
-const AGAIN: u32 = 1;
-const FORBIDDEN: u32 = 2;
-const FATAL: u32 = 3;
-
-/// Retry modes (same numbers in transport.js).
-const MODE_STORE: u32 = 0;
-const MODE_IDEMPOTENT: u32 = 1;
-
-/// Answers operation `op` of `transport.js`.
-pub(crate) fn dispatch(op: u32, a: JsValue, b: JsValue, c: JsValue, d: JsValue) -> JsValue {
-    let f = |v: &JsValue| v.as_f64().unwrap_or(0.0);
-    let s = |v: &JsValue| v.as_string().unwrap_or_default();
-    let answer = match op {
-        CHECK => check(&a, b.as_string(), &c, &s(&d)),
-        META => declared_meta(&a, &b),
-        PARTS => part_plan(size_of(&a), size_of(&b), f(&c) as u32).map(|plan| ranges(&plan)),
-        API_FAIL => Ok(api_fail(f(&a) as u16, &b, &s(&c))),
-        RETRY => Ok(retry_after(&a, f(&b) as u32, f(&c) as u32, &Retry::from_js(&d)).into()),
-        VERDICT => Ok(verdict(f(&a) as u16, &s(&b), &s(&c), d.is_truthy())),
-        SHOWN => Ok(f(&a).max(f(&b).min(f(&c))).into()),
-        _ => Ok(JsValue::UNDEFINED),
-    };
-    answer.unwrap_or_else(|fail| fail.to_js())
-}
-
-fn size_of(v: &JsValue) -> u64 {
-    as_u64(v).unwrap_or(0)
-}
-
-// --- the declaration and the constraints ------------------------------------
-
-/// `constraints` of a `GET /config` answer.
-pub(crate) fn constraints_from(config: &JsValue) -> Result<UploadConstraints, Fail> {
-    let c = get(config, "constraints");
-    let accept = match get(&c, "accept").dyn_into::<Array>() {
-        Ok(list) => list.iter().filter_map(|v| v.as_string()).collect(),
-        Err(_) => Vec::new(),
-    };
-    Ok(UploadConstraints {
-        max_file_size: get_u64(&c, "max_file_size")
-            .ok_or_else(|| Fail::new("internal", "the server's answer has no valid `constraints.max_file_size`"))?,
-        max_files: get_u64(&c, "max_files").unwrap_or(u64::from(u32::MAX)).min(u64::from(u32::MAX)) as u32,
-        accept,
-    })
-}
-
-/// Checks a file against `GET /config` with upload-core (the server's own
-/// check, so the same files fail with the same codes); without a file, only
-/// that the configuration reads. Answers `max_files`.
-fn check(config: &JsValue, name: Option<String>, size: &JsValue, content_type: &str) -> Result<JsValue, Fail> {
-    let constraints = constraints_from(config)?;
-    if let Some(name) = name {
-        constraints.check(&name, size_of(size), content_type).map_err(constraint_fail)?;
-    }
-    Ok(f64::from(constraints.max_files).into())
+/// Checks a file against the server's constraints with upload-core (the
+/// server's own check, so the same files fail with the same codes).
+pub(crate) fn check(constraints: &UploadConstraints, name: &str, size: u64, content_type: &str) -> Result<(), Fail> {
+    constraints.check(name, size, content_type).map(drop).map_err(constraint_fail)
 }
 
 /// The failure with upload-core's code, and a message naming the limit
@@ -115,33 +47,24 @@ fn constraint_fail(e: ConstraintError) -> Fail {
         // configuration check and its pending count).
         _ => "the file is refused by the server's constraints".into(),
     };
-    Fail::new(e.code().as_str(), message)
+    Fail::of(e.code(), message)
 }
 
-/// `upload()`'s `meta` (as `[key, value]` string pairs) and `sha256`, after
-/// upload-core's rules, checked before any request (even before the
-/// configuration is needed).
-fn declared_meta(meta: &JsValue, sha256: &JsValue) -> Result<JsValue, Fail> {
-    let pairs: Vec<(String, String)> = meta
-        .unchecked_ref::<Array>()
-        .iter()
-        .map(|e| {
-            let e: Array = e.unchecked_into();
-            (e.get(0).as_string().unwrap_or_default(), e.get(1).as_string().unwrap_or_default())
-        })
-        .collect();
-    check_meta_entries(pairs.len(), pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(Fail::invalid)?;
-    if sha256.as_string().is_some_and(|s| !is_base64_sha256(&s)) {
+/// `upload()`'s `meta` and `sha256`, after upload-core's rules, checked
+/// before any request (even before the configuration is needed).
+pub(crate) fn check_declaration(meta: &[(String, String)], sha256: Option<&str>) -> Result<(), Fail> {
+    check_meta_entries(meta.len(), meta.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(Fail::invalid)?;
+    if sha256.is_some_and(|s| !is_base64_sha256(s)) {
         return Err(Fail::invalid("sha256 must be the base64 SHA-256 of the file (44 characters)"));
     }
-    Ok(JsValue::UNDEFINED)
+    Ok(())
 }
 
 /// The server's part plan, checked against the file's size.
 pub(crate) fn part_plan(size: u64, part_size: u64, part_count: u32) -> Result<PartPlan, Fail> {
     if part_size == 0 || size.div_ceil(part_size) != u64::from(part_count) {
-        return Err(Fail::new(
-            "internal",
+        return Err(Fail::of(
+            ErrorCode::Internal,
             cat(&[
                 &num(part_count.into()),
                 " parts of ",
@@ -155,26 +78,9 @@ pub(crate) fn part_plan(size: u64, part_size: u64, part_count: u32) -> Result<Pa
     Ok(PartPlan { total: size, part_size, part_count })
 }
 
-/// `[offset, length]` of every part, by part number - 1.
-fn ranges(plan: &PartPlan) -> JsValue {
-    (1..=plan.part_count)
-        .filter_map(|n| plan.part_range(n))
-        .map(|(offset, len)| Array::of2(&(offset as f64).into(), &(len as f64).into()))
-        .collect::<Array>()
-        .into()
-}
-
-/// A non-2xx answer of the API as the contract's error (the JS `Error`).
-fn api_fail(status: u16, json: &JsValue, what: &str) -> JsValue {
-    let error = get(json, "error");
-    let code = get_str(&error, "code").unwrap_or_else(|| code_for_status(status).to_owned());
-    let message = get_str(&error, "message").unwrap_or_else(|| cat(&[what, " answered ", &num(status.into())]));
-    js_error(&code, &message, status)
-}
-
 /// The contract's code for a status whose body is not the contract's (a proxy's page, say).
-pub(crate) fn code_for_status(status: u16) -> &'static str {
-    let code = match status {
+pub(crate) fn code_for_status(status: u16) -> ErrorCode {
+    match status {
         400 => ErrorCode::InvalidRequest,
         401 | 403 => ErrorCode::Unauthorized,
         404 => ErrorCode::NotFound,
@@ -186,8 +92,7 @@ pub(crate) fn code_for_status(status: u16) -> &'static str {
         429 => ErrorCode::RateLimited,
         502..=504 => ErrorCode::StorageUnavailable,
         _ => ErrorCode::Internal,
-    };
-    code.as_str()
+    }
 }
 
 // --- retries ----------------------------------------------------------------
@@ -200,69 +105,82 @@ pub(crate) struct Retry {
     pub(crate) base_ms: f64,
 }
 
-impl Retry {
-    /// `[attempts, base_ms]`, as `Uploader` hands it to transport.js.
-    fn from_js(v: &JsValue) -> Retry {
-        let v: &Array = v.unchecked_ref();
-        Retry { attempts: v.get(0).as_f64().unwrap_or(5.0) as u32, base_ms: v.get(1).as_f64().unwrap_or(500.0) }
-    }
+/// Which failures of a request are worth another try.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Retryable {
+    /// A store request already judged retryable ([`judge`]).
+    Store,
+    /// An idempotent API call (GET, DELETE, signing, complete): network
+    /// errors, 429 and 5xx.
+    Idempotent,
+    /// `POST /uploads`: a lost answer may still have created an upload, so
+    /// only an explicit "not now" (429, 503).
+    IfRefused,
+}
 
+impl Retry {
     /// Delay before try `attempt + 1`: exponential, with "equal jitter" (half
     /// fixed, half random) so that parts failing together do not come back together.
     pub(crate) fn delay(&self, attempt: u32) -> f64 {
         let exp = (self.base_ms * f64::from(1u32 << attempt.saturating_sub(1).min(16))).min(20_000.0);
         exp / 2.0 + js_sys::Math::random() * exp / 2.0
     }
+
+    /// After try `attempt` failed with `fail`: the ms to wait before the next
+    /// try, or `None` to give up.
+    pub(crate) fn after(&self, fail: &Fail, kind: Retryable, attempt: u32) -> Option<f64> {
+        let status = fail.status;
+        let again = match kind {
+            Retryable::Store => true,
+            Retryable::Idempotent => fail.is(NETWORK) || status == 429 || status >= 500,
+            Retryable::IfRefused => status == 429 || status == 503,
+        };
+        (again && attempt < self.attempts).then(|| self.delay(attempt))
+    }
 }
 
-/// After try `attempt` failed with `err`: the ms to wait before the next try,
-/// or -1 to give up. `mode`: a store request already judged retryable
-/// ([`verdict`]); an idempotent API call (GET, DELETE, signing, complete:
-/// network errors, 429 and 5xx); or `POST /uploads`, where a lost answer may
-/// still have created an upload, so only an explicit "not now" (429, 503).
-fn retry_after(err: &JsValue, mode: u32, attempt: u32, retry: &Retry) -> f64 {
-    let status = get_u64(err, "status").unwrap_or(0);
-    let again = match mode {
-        MODE_STORE => true,
-        MODE_IDEMPOTENT => get_str(err, "code").as_deref() == Some(NETWORK) || status == 429 || status >= 500,
-        _ => status == 429 || status == 503,
-    };
-    if !again || attempt >= retry.attempts { -1.0 } else { retry.delay(attempt) }
+/// What to do about an answer of the object store.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// Stored (or, for a resumable session, a 308 "go on").
+    Stored,
+    /// Worth another try after a wait (network error, 5xx, 429).
+    Again(Fail),
+    /// The URL or the bytes were refused: sign (and hash) again, a bounded
+    /// number of times.
+    Refused(Fail),
+    /// Final.
+    Fatal(Fail),
 }
 
-/// Sorts an answer of the object store (status 0: the connection failed)
-/// into `[verdict, error]`. `ok_308`: a resumable session's "incomplete"
-/// (308) is a success too.
-fn verdict(status: u16, body: &str, what: &str, ok_308: bool) -> JsValue {
-    let (kind, fail) = judge(status, body, what, ok_308);
-    Array::of2(&kind.into(), &fail.map_or(JsValue::UNDEFINED, |f| f.to_js())).into()
-}
-
-fn judge(status: u16, body: &str, what: &str, ok_308: bool) -> (u32, Option<Fail>) {
+/// Sorts an answer of the object store (status 0: the connection failed).
+/// `ok_308`: a resumable session's "incomplete" (308) is a success too.
+pub(crate) fn judge(status: u16, body: &str, what: &str, ok_308: bool) -> Verdict {
     if (200..300).contains(&status) || (ok_308 && status == 308) {
-        return (OK, None);
+        return Verdict::Stored;
     }
     if status == 0 {
-        return (AGAIN, Some(Fail::new(NETWORK, cat(&[what, ": the connection to the store failed"]))));
+        return Verdict::Again(Fail::new(NETWORK, cat(&[what, ": the connection to the store failed"])));
     }
     // S3 answers `<Error><Code>BadDigest</Code><Message>...`.
     let store_code = between(body, "<Code>", "</Code>").unwrap_or("");
-    let message = cat(&[what, ": the store answered ", &num(status.into()), " ", store_code]);
-    let (kind, code) = match status {
-        429 => (AGAIN, "rate_limited"),
-        500..=599 if store_code == "SlowDown" => (AGAIN, "rate_limited"),
-        500..=599 => (AGAIN, "storage_unavailable"),
+    let fail = |code: &'static str| {
+        Fail::new(code, cat(&[what, ": the store answered ", &num(status.into()), " ", store_code])).with_status(status)
+    };
+    match status {
+        429 => Verdict::Again(fail("rate_limited")),
+        500..=599 if store_code == "SlowDown" => Verdict::Again(fail("rate_limited")),
+        500..=599 => Verdict::Again(fail("storage_unavailable")),
         // The bytes differ from the signed checksum: read, hash and sign
         // again (a bounded number of times), as for an expired URL.
         _ if matches!(store_code, "BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch") => {
-            (FORBIDDEN, CHECKSUM_MISMATCH)
+            Verdict::Refused(fail(CHECKSUM_MISMATCH))
         }
-        403 if find(body, "xpired").is_some() => (FORBIDDEN, "upload_expired"),
-        403 => (FORBIDDEN, "unauthorized"),
-        404 => (FATAL, "not_found"),
-        _ => (FATAL, "upload_mismatch"),
-    };
-    (kind, Some(Fail::new(code, message).with_status(status)))
+        403 if find(body, "xpired").is_some() => Verdict::Refused(fail("upload_expired")),
+        403 => Verdict::Refused(fail("unauthorized")),
+        404 => Verdict::Fatal(fail("not_found")),
+        _ => Verdict::Fatal(fail("upload_mismatch")),
+    }
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -273,24 +191,55 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 /// Where `needle` first occurs in `hay` (a plain byte search: `str::find`
 /// with a `&str` pattern brings a two-way searcher of ~2 KB into the .wasm).
-fn find(hay: &str, needle: &str) -> Option<usize> {
+pub(crate) fn find(hay: &str, needle: &str) -> Option<usize> {
     hay.as_bytes().windows(needle.len()).position(|w| w == needle.as_bytes())
 }
 
-// --- progress ---------------------------------------------------------------
+/// The last byte N of a `Range: bytes=0-N` header (a resumable session's
+/// answer), or `None`.
+pub(crate) fn range_end(range: &str) -> Option<u64> {
+    let rest = range.trim().strip_prefix("bytes=")?.trim_start();
+    let rest = rest.strip_prefix('0')?.trim_start().strip_prefix('-')?.trim();
+    if rest.is_empty() || rest.len() > 15 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(rest.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0')))
+}
+
+/// `path` under the endpoint (`/uploads`) or, as the server's `complete_url`,
+/// absolute or rooted (`/api/v1/uploads/1/complete`): a rooted path that
+/// already carries the endpoint's own path is resolved against its origin.
+pub(crate) fn resolve_url(endpoint: &str, path: &str) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
+    if path.starts_with("http://") || path.starts_with("https://") {
+        return path.into();
+    }
+    // `scheme://host` and the endpoint's own path after it.
+    if let Some(scheme_end) = find(endpoint, "://") {
+        let host_from = scheme_end + 3;
+        if let Some(slash) = endpoint[host_from..].bytes().position(|b| b == b'/') {
+            let (origin, own_path) = endpoint.split_at(host_from + slash);
+            if path.starts_with(own_path) && path[own_path.len()..].starts_with('/') {
+                return cat(&[origin, path]);
+            }
+        }
+    }
+    cat(&[endpoint, path])
+}
 
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
-    #[wasm_bindgen_test::wasm_bindgen_test]
+    #[wasm_bindgen_test]
     fn statuses_without_a_contract_body_get_a_code() {
-        assert_eq!(code_for_status(429), "rate_limited");
-        assert_eq!(code_for_status(503), "storage_unavailable");
-        assert_eq!(code_for_status(418), "internal");
+        assert_eq!(code_for_status(429).as_str(), "rate_limited");
+        assert_eq!(code_for_status(503).as_str(), "storage_unavailable");
+        assert_eq!(code_for_status(418).as_str(), "internal");
     }
 
-    #[wasm_bindgen_test::wasm_bindgen_test]
+    #[wasm_bindgen_test]
     fn backoff_grows_and_is_capped() {
         let retry = Retry { attempts: 5, base_ms: 100.0 };
         for attempt in 1..=4 {
@@ -299,11 +248,68 @@ mod tests {
             assert!(d >= exp / 2.0 && d <= exp, "attempt {attempt}: {d}");
         }
         assert!(retry.delay(40) <= 20_000.0);
+        let network = Fail::new(NETWORK, "x");
+        assert!(retry.after(&network, Retryable::Idempotent, 4).is_some());
+        assert_eq!(retry.after(&network, Retryable::Idempotent, 5), None, "five tries in all");
+        assert_eq!(retry.after(&network, Retryable::IfRefused, 1), None, "a lost POST /uploads is not sent again");
+        let busy = Fail::new("rate_limited", "x").with_status(429);
+        assert!(retry.after(&busy, Retryable::IfRefused, 1).is_some());
     }
 
-    #[wasm_bindgen_test::wasm_bindgen_test]
-    fn store_error_codes_are_read() {
-        assert_eq!(between("<Error><Code>BadDigest</Code></Error>", "<Code>", "</Code>"), Some("BadDigest"));
-        assert_eq!(between("nothing", "<Code>", "</Code>"), None);
+    #[wasm_bindgen_test]
+    fn store_answers_are_judged() {
+        assert_eq!(judge(200, "", "part 1", false), Verdict::Stored);
+        assert_eq!(judge(308, "", "a chunk", true), Verdict::Stored);
+        assert!(matches!(judge(0, "", "part 1", false), Verdict::Again(f) if f.is(NETWORK)));
+        let slow = judge(503, "<Error><Code>SlowDown</Code></Error>", "part 1", false);
+        assert!(matches!(slow, Verdict::Again(f) if f.code == "rate_limited" && f.status == 503));
+        let digest = judge(400, "<Error><Code>BadDigest</Code></Error>", "part 2", false);
+        assert!(
+            matches!(digest, Verdict::Refused(f) if f.is(CHECKSUM_MISMATCH) && f.message == "part 2: the store answered 400 BadDigest")
+        );
+        let expired =
+            judge(403, "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", "p", false);
+        assert!(matches!(expired, Verdict::Refused(f) if f.code == "upload_expired"));
+        assert!(matches!(judge(404, "", "p", false), Verdict::Fatal(f) if f.code == "not_found"));
+        assert!(matches!(judge(308, "", "p", false), Verdict::Fatal(f) if f.code == "upload_mismatch"));
+    }
+
+    #[wasm_bindgen_test]
+    fn urls_resolve_against_the_endpoint() {
+        let api = "https://app.example/api/v1/";
+        assert_eq!(resolve_url(api, "/uploads"), "https://app.example/api/v1/uploads");
+        assert_eq!(resolve_url(api, "/api/v1/uploads/1/complete"), "https://app.example/api/v1/uploads/1/complete");
+        assert_eq!(resolve_url(api, "https://other.example/x"), "https://other.example/x");
+        assert_eq!(resolve_url("http://127.0.0.1:9000", "/config"), "http://127.0.0.1:9000/config");
+        // A path that merely starts with the same letters is not the endpoint's.
+        assert_eq!(resolve_url("https://app.example/api", "/api2/x"), "https://app.example/api/api2/x");
+        // LiveView's presigned URLs come with no endpoint.
+        assert_eq!(resolve_url("", "https://app.example/complete"), "https://app.example/complete");
+        assert_eq!(resolve_url("", "/complete"), "/complete");
+    }
+
+    #[wasm_bindgen_test]
+    fn range_headers() {
+        assert_eq!(range_end("bytes=0-262143"), Some(262_143));
+        assert_eq!(range_end(" bytes=0-0 "), Some(0));
+        assert_eq!(range_end("bytes= 0 - 9"), Some(9));
+        assert_eq!(range_end("bytes=5-9"), None);
+        assert_eq!(range_end(""), None);
+        assert_eq!(range_end("bytes=0-x"), None);
+        assert_eq!(range_end("bytes=0-1234567890123456"), None);
+    }
+
+    #[wasm_bindgen_test]
+    fn plans_must_cover_the_file() {
+        assert!(part_plan(1050, 100, 11).is_ok());
+        assert_eq!(part_plan(1050, 100, 10).unwrap_err().message, "10 parts of 100 bytes do not cover 1050 bytes");
+        assert!(part_plan(10, 0, 0).is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn declarations_follow_upload_cores_rules() {
+        assert!(check_declaration(&[("album".into(), "7".into())], None).is_ok());
+        assert!(check_declaration(&[(String::new(), "x".into())], None).is_err());
+        assert!(check_declaration(&[], Some("not base64")).is_err());
     }
 }

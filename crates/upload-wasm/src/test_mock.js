@@ -110,6 +110,13 @@ export function installMock(options = {}) {
   }
 
   globalThis.fetch = async (url, init = {}) => {
+    // The client hands fetch a Request (gloo-net builds one); read it as
+    // fetch itself would.
+    if (url instanceof Request) {
+      const body = url.method === "GET" || url.method === "HEAD" ? "" : await url.text();
+      init = { method: url.method, headers: { Authorization: url.headers.get("Authorization") ?? undefined }, body };
+      url = url.url;
+    }
     const method = init.method || "GET";
     if (!url.startsWith(API) && !url.startsWith("http://api.test/api/v1")) throw new TypeError("Failed to fetch");
     const path = url.slice(API.length);

@@ -8,8 +8,8 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::Blob;
 
-use crate::js::{get, get_f64, get_str};
-use crate::{Upload, Uploader, Uploaders};
+use crate::wait::{Pool, Slot};
+use crate::{Upload, Uploader, Uploaders, get, string as get_str};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -25,23 +25,14 @@ extern "C" {
     fn sleep(ms: u32) -> Promise;
 }
 
-// The plumbing's own helpers (transport.js).
-#[wasm_bindgen(module = "/src/transport.js")]
-extern "C" {
-    #[wasm_bindgen(js_name = resolveUrl)]
-    fn resolve_url(endpoint: &str, path: &str) -> String;
-    #[wasm_bindgen(js_name = rangeEnd)]
-    fn range_end(range: &str) -> Option<f64>;
-}
-
 thread_local! {
-    static SERIAL: std::rc::Rc<crate::sched::Semaphore> = crate::sched::Semaphore::new(1);
+    static SERIAL: std::rc::Rc<Pool> = Pool::new(1);
 }
 
 /// The mock replaces globals, and wasm-bindgen-test may interleave async
 /// tests: each test holds this for its whole run.
-async fn serial() -> crate::sched::Permit {
-    SERIAL.with(|s| s.clone()).acquire().await
+async fn serial() -> Slot {
+    SERIAL.with(|s| s.clone()).take().await
 }
 
 fn set(obj: &Object, key: &str, value: &JsValue) {
@@ -54,6 +45,10 @@ fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
         set(&o, k, v);
     }
     o.into()
+}
+
+fn get_f64(obj: &JsValue, key: &str) -> Option<f64> {
+    get(obj, key).as_f64()
 }
 
 fn num(v: f64) -> JsValue {
@@ -322,7 +317,7 @@ async fn pause_stops_requests_and_resume_skips_stored_parts() {
     let sent_at_pause = store_requests(&mock).length();
     JsFuture::from(sleep(60)).await.unwrap();
     assert_eq!(store_requests(&mock).length(), sent_at_pause, "nothing is sent while paused");
-    let shown = upload.loaded().as_f64().unwrap_or(f64::NAN);
+    let shown = upload.loaded();
     upload.resume();
     done(&upload).await.expect("resumed upload succeeds");
     assert_eq!(count(&mock, "GET", "^/uploads/u1$"), 1, "resume asks what is stored");
@@ -334,7 +329,7 @@ async fn pause_stops_requests_and_resume_skips_stored_parts() {
     let total_puts = store_requests(&mock).length();
     assert!(total_puts <= 10 + 2, "{total_puts} PUTs for 10 parts");
     assert!(stored_at_pause >= 3);
-    assert!(upload.loaded().as_f64().unwrap_or(0.0) >= shown);
+    assert!(upload.loaded() >= shown);
     assert_progress_well_formed(&mock, 1000.0);
 }
 
@@ -429,28 +424,5 @@ async fn uploader_needs_an_endpoint() {
     let _serial = serial().await;
     let err = Uploader::new(obj(&[])).err().expect("no endpoint");
     assert_eq!(code(&err), "invalid_request");
-    assert_eq!(crate::sched::Semaphore::new(2).available(), 2);
-}
-
-#[wasm_bindgen_test]
-fn urls_resolve_against_the_endpoint() {
-    let api = "https://app.example/api/v1/";
-    assert_eq!(resolve_url(api, "/uploads"), "https://app.example/api/v1/uploads");
-    assert_eq!(resolve_url(api, "/api/v1/uploads/1/complete"), "https://app.example/api/v1/uploads/1/complete");
-    assert_eq!(resolve_url(api, "https://other.example/x"), "https://other.example/x");
-    assert_eq!(resolve_url("http://127.0.0.1:9000", "/config"), "http://127.0.0.1:9000/config");
-    // A path that merely starts with the same letters is not the endpoint's.
-    assert_eq!(resolve_url("https://app.example/api", "/api2/x"), "https://app.example/api/api2/x");
-    // LiveView's presigned URLs come with no endpoint.
-    assert_eq!(resolve_url("", "https://app.example/complete"), "https://app.example/complete");
-    assert_eq!(resolve_url("", "/complete"), "/complete");
-}
-
-#[wasm_bindgen_test]
-fn range_headers() {
-    assert_eq!(range_end("bytes=0-262143"), Some(262_143.0));
-    assert_eq!(range_end(" bytes=0-0 "), Some(0.0));
-    assert_eq!(range_end("bytes=5-9"), None);
-    assert_eq!(range_end(""), None);
-    assert_eq!(range_end("bytes=0-x"), None);
+    assert!(get_str(&err, "message").unwrap().contains("endpoint"));
 }
