@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{QueryBuilder, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::{FileRecord, UploadState};
 
@@ -226,39 +226,19 @@ impl Db {
 
     /// Marks the upload completed and records its file, in one transaction.
     /// Returns false (and changes nothing) when the upload was no longer pending.
+    ///
+    /// Cancel-safe: the transaction runs on a task of its own. The handler's
+    /// future is dropped when its client disconnects, and a drop between
+    /// `BEGIN` and `COMMIT` (sent as one string, sqlx does not know of the
+    /// transaction) would put the one write connection back in the pool
+    /// inside an open transaction: every later write would "succeed" inside
+    /// it and be rolled back, and the write lock would stay held. On its own
+    /// task it always runs to COMMIT or ROLLBACK.
     pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        // One trip to SQLite's worker (see insert_batch_in): the file is
-        // recorded only if the compare-and-set changed the upload, which
-        // `changes()` (the UPDATE's count) tells the INSERT.
-        let sql = format!(
-            "{BEGIN_WRITE}; \
-             UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'; \
-             INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
-             COMMIT"
-        );
-        let mut conn = self.write.acquire().await?;
-        let recorded = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(&file.id)
-            .bind(&file.owner)
-            .bind(&file.id)
-            .bind(&file.owner)
-            .bind(&file.object_key)
-            .bind(&file.name)
-            .bind(file.size)
-            .bind(&file.content_type)
-            .bind(&file.sha256)
-            .bind(&file.meta)
-            .bind(file.created_at)
-            .fetch_all(&mut *conn)
-            .await;
-        match recorded {
-            Ok(rows) => Ok(!rows.is_empty()),
-            Err(e) => {
-                rollback(&mut conn).await;
-                Err(e)
-            }
-        }
+        let (write, file) = (self.write.clone(), file.clone());
+        tokio::spawn(async move { complete_in(&write, &file, now_ms).await })
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("the complete task failed: {e}")))?
     }
 
     /// One file of this owner.
@@ -356,11 +336,58 @@ impl Db {
         Ok(())
     }
 
-    /// Checks the database answers.
+    /// Checks the database answers, readers and the writer: a health check
+    /// that only read would stay green while no write can succeed.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").fetch_one(&self.read).await.map(|row| {
-            let _: i64 = row.get(0);
-        })
+        if self.inserts.is_closed() {
+            return Err(sqlx::Error::Protocol("the writer task has stopped".to_owned()));
+        }
+        sqlx::query("SELECT 1").fetch_one(&self.read).await?;
+        // The write connection, as a write would get it (behind queued
+        // writes, but no longer than a write itself would wait), must be able
+        // to take the write lock: not closed, not stuck inside a transaction.
+        let mut conn = tokio::time::timeout(WRITER_PING_TIMEOUT, self.write.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        sqlx::query("BEGIN IMMEDIATE; ROLLBACK").execute(&mut *conn).await.map(drop)
+    }
+}
+
+/// How long the health check waits for the write connection: SQLite's busy timeout.
+const WRITER_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The transaction of [`Db::complete`]: one trip to SQLite's worker (see
+/// `insert_batch_in`): the file is recorded only if the compare-and-set
+/// changed the upload, which `changes()` (the UPDATE's count) tells the INSERT.
+async fn complete_in(write: &SqlitePool, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "{BEGIN_WRITE}; \
+         UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'; \
+         INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
+         COMMIT"
+    );
+    let mut conn = write.acquire().await?;
+    let recorded = sqlx::query(&sql)
+        .bind(now_ms)
+        .bind(&file.id)
+        .bind(&file.owner)
+        .bind(&file.id)
+        .bind(&file.owner)
+        .bind(&file.object_key)
+        .bind(&file.name)
+        .bind(file.size)
+        .bind(&file.content_type)
+        .bind(&file.sha256)
+        .bind(&file.meta)
+        .bind(file.created_at)
+        .fetch_all(&mut *conn)
+        .await;
+    match recorded {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(e) => {
+            rollback(&mut conn).await;
+            Err(e)
+        }
     }
 }
 
@@ -613,6 +640,67 @@ mod tests {
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 0);
         // The connection is not left inside a transaction: the next write works.
         assert!(db.insert_upload(pending_row("01D"), 100, 2).await.unwrap());
+    }
+
+    fn completed_file(id: &str) -> FileRow {
+        FileRow {
+            id: id.to_owned(),
+            owner: "alice".to_owned(),
+            object_key: format!("uploads/alice/{id}/a.bin"),
+            name: "a.bin".to_owned(),
+            size: 1,
+            content_type: "application/octet-stream".to_owned(),
+            sha256: None,
+            meta: "{}".to_owned(),
+            created_at: 3,
+        }
+    }
+
+    /// A client that disconnects while its complete waits for the write
+    /// lock drops the handler's future part way. The one write connection
+    /// must not go back to the pool inside an open transaction: later writes
+    /// succeed and persist, the write lock is free again, and the upload is
+    /// either completed with its file or still pending without one.
+    #[tokio::test]
+    async fn a_complete_dropped_part_way_leaves_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        assert!(db.insert_upload(pending_row("01H"), 100, 2).await.unwrap());
+        assert!(db.insert_upload(pending_row("01J"), 100, 2).await.unwrap());
+
+        // Another writer holds the lock, so the complete is caught between
+        // sending its BEGIN and its COMMIT when the client goes away.
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        let dropped = tokio::time::timeout(Duration::from_millis(300), db.complete(&completed_file("01H"), 3)).await;
+        assert!(dropped.is_err(), "the complete must still be waiting for the lock when dropped");
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+        // Later writes succeed and persist (readers see them).
+        assert!(db.insert_upload(pending_row("01K"), 100, 2).await.unwrap());
+        assert!(db.finish_pending("01J", UploadState::Aborted, 4).await.unwrap());
+        assert!(db.upload("alice", "01K").await.unwrap().is_some(), "the insert was rolled back");
+        assert_eq!(db.upload("alice", "01J").await.unwrap().unwrap().state(), UploadState::Aborted);
+        let upload = db.upload("alice", "01H").await.unwrap().unwrap().state();
+        let file = db.file("alice", "01H").await.unwrap();
+        assert_eq!(upload == UploadState::Completed, file.is_some(), "{upload:?} with file {file:?}");
+        // The write lock is free: another connection takes it at once.
+        sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut other).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("the write lock is still held");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        db.ping().await.unwrap();
+    }
+
+    /// The health check fails when writes cannot succeed, even while reads still do.
+    #[tokio::test]
+    async fn the_health_check_sees_a_dead_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
+        db.ping().await.unwrap();
+        db.write.close().await;
+        assert!(db.upload("alice", "01A").await.is_ok(), "reads still work");
+        assert!(db.ping().await.is_err());
     }
 
     /// A batch that fails part way (here a second row on the same key) is
