@@ -8,7 +8,10 @@ use upload_core::ErrorCode;
 
 use crate::error::ApiError;
 
-/// Owners tracked before idle, full buckets are forgotten.
+/// Most owners tracked at once. Past it, idle buckets that have refilled are
+/// forgotten first (forgetting them changes nothing), then the least
+/// recently used one (which then starts again from a full burst), so the map
+/// stays bounded however many owners are active.
 const MAX_TRACKED: usize = 10_000;
 
 pub(crate) struct RateLimiter {
@@ -37,6 +40,11 @@ impl RateLimiter {
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(owner) {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_TRACKED
+                && let Some(stalest) = buckets.iter().min_by_key(|(_, b)| b.at).map(|(owner, _)| owner.clone())
+            {
+                buckets.remove(&stalest);
+            }
         }
         let bucket = buckets.entry(owner.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
@@ -65,5 +73,19 @@ mod tests {
         assert_eq!(limiter.check("a").unwrap_err().code, ErrorCode::RateLimited);
         limiter.check("b").unwrap();
         assert!(RateLimiter::new(0).check("a").is_ok());
+    }
+
+    /// Many owners, all busy (no bucket has refilled): the map stays bounded.
+    #[test]
+    fn the_map_stays_bounded_under_many_busy_owners() {
+        let limiter = RateLimiter::new(1);
+        for n in 0..MAX_TRACKED + 500 {
+            limiter.check(&format!("owner-{n}")).unwrap();
+        }
+        assert!(limiter.buckets.lock().unwrap().len() <= MAX_TRACKED);
+        // The newest owner is tracked: its second and third requests drain its burst of 2.
+        let newest = format!("owner-{}", MAX_TRACKED + 499);
+        assert_eq!(limiter.check(&newest).map_err(|e| e.code), Ok(()));
+        assert_eq!(limiter.check(&newest).unwrap_err().code, ErrorCode::RateLimited);
     }
 }
