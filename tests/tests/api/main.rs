@@ -5,6 +5,7 @@
 
 mod errors;
 mod flows;
+mod hardening;
 mod names;
 mod store_enforces;
 mod sweeper;

@@ -326,7 +326,8 @@ pub(crate) async fn complete(
             if request.parts.is_some() {
                 return Err(ApiError::invalid_state("this upload is a single POST; complete it without `parts`"));
             }
-            match state.storage().head(&row.object_key).await? {
+            // Sealed: a form replayed from now on cannot change what is verified.
+            match state.storage().head_sealed(&row.object_key).await? {
                 Some(info) => info,
                 None if now_ms() >= row.expires_at => {
                     state.db().finish_pending(&row.id, UploadState::Expired, now_ms()).await?;
@@ -353,10 +354,7 @@ pub(crate) async fn complete(
         // a single POST, which the store checked against the signed form.
         // A whole-file digest declared for a multipart upload is not recorded:
         // nothing checked it.
-        sha256: info
-            .checksum_sha256
-            .clone()
-            .or_else(|| row.multipart_upload_id.is_none().then(|| row.sha256.clone()).flatten()),
+        sha256: info.checksum_sha256.clone().or_else(|| (row.uploader == S3).then(|| row.sha256.clone()).flatten()),
         meta: row.meta.clone(),
         created_at: now_ms(),
     };
@@ -470,8 +468,11 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
     if !stored_type.eq_ignore_ascii_case(&row.content_type) {
         problems.push(format!("type is `{stored_type}`, declared `{}`", row.content_type));
     }
+    // A whole-file digest is compared wherever the store reports one for the
+    // whole object (single POST, `Chunked`); for S3Multipart it reports a
+    // composite of the parts' digests, which a whole-file digest cannot match.
     if let (Some(declared), Some(stored)) = (&row.sha256, &info.checksum_sha256)
-        && row.multipart_upload_id.is_none()
+        && row.uploader != S3_MULTIPART
         && declared != stored
     {
         problems.push("SHA-256 differs from the declared one".to_owned());

@@ -5,14 +5,21 @@
 //! - `objects/<hh>/<sha256(key)>` and `<...>.json` (key, size, type, SHA-256, ETag);
 //! - `multipart/<upload id>/upload.json`, `part-<n>` and `part-<n>.json`;
 //! - `tmp/`: every write lands here first and is renamed into place only
-//!   when complete and verified, so no reader ever sees half a file, and a
-//!   crash leaves only temporary files behind.
+//!   when complete and verified (and the directory synced), so no reader
+//!   ever sees half a file, and a crash leaves only temporary files behind;
+//! - `open/<sha256(key)>`: a key a POST form may still write. Made when the
+//!   form is signed, removed when the server verifies the object for
+//!   completion ([`Storage::head_sealed`]) or deletes it (abort, failure,
+//!   expiry): a form replayed after that is refused, unlike on S3, where a
+//!   signed POST cannot be revoked before it expires.
 //!
-//! The signing secret is generated once and kept in `signing.key`, so signed
-//! URLs survive a restart.
+//! The signing secret is generated once and kept in `signing.key` (mode
+//! 0600, synced), so signed URLs survive a restart; a key file that cannot
+//! be read is an error, never silently replaced.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +27,6 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use upload_core::wire::StoredPart;
 
 use super::post_policy::{SigningCredentials, sign_post_form};
@@ -38,6 +44,9 @@ pub struct LocalStorage {
     root: PathBuf,
     pub(super) base_url: String,
     secret: Vec<u8>,
+    /// Held while a form's object is moved into place and while a key is
+    /// sealed or deleted, so a form can never write after either.
+    open_keys: Arc<Mutex<()>>,
 }
 
 /// What is kept beside each object.
@@ -47,6 +56,20 @@ pub(crate) struct ObjectMeta {
     pub(crate) size: u64,
     pub(crate) content_type: String,
     pub(crate) sha256: String,
+}
+
+impl ObjectMeta {
+    fn into_info(self) -> ObjectInfo {
+        ObjectInfo { size: self.size, content_type: Some(self.content_type), checksum_sha256: Some(self.sha256) }
+    }
+}
+
+fn remove_if_present(path: &Path, context: &str) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(context, e)),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,22 +107,16 @@ impl LocalStorage {
     /// browsers reach this server, and signed URLs point under it.
     pub fn open(root: impl Into<PathBuf>, public_url: &str) -> Result<Self, StorageError> {
         let root = root.into();
-        for dir in ["objects", "multipart", "tmp"] {
+        for dir in ["objects", "multipart", "tmp", "open"] {
             std::fs::create_dir_all(root.join(dir)).map_err(|e| io_err("creating the storage directory", e))?;
         }
-        let key_path = root.join("signing.key");
-        let secret = match std::fs::read(&key_path) {
-            Ok(secret) if secret.len() >= 32 => secret,
-            _ => {
-                let mut secret = vec![0u8; 32];
-                getrandom::fill(&mut secret).map_err(|e| StorageError::Other(format!("no randomness: {e}")))?;
-                let tmp = root.join("tmp").join("signing.key");
-                std::fs::write(&tmp, &secret).map_err(|e| io_err("writing the signing key", e))?;
-                std::fs::rename(&tmp, &key_path).map_err(|e| io_err("writing the signing key", e))?;
-                secret
-            }
-        };
-        Ok(LocalStorage { root, base_url: format!("{}/storage/v1", public_url.trim_end_matches('/')), secret })
+        let secret = load_or_create_secret(&root)?;
+        Ok(LocalStorage {
+            root,
+            base_url: format!("{}/storage/v1", public_url.trim_end_matches('/')),
+            secret,
+            open_keys: Arc::new(Mutex::new(())),
+        })
     }
 
     pub(crate) fn secret_hex(&self) -> String {
@@ -112,6 +129,10 @@ impl LocalStorage {
 
     pub(crate) fn object_path(&self, hex: &str) -> PathBuf {
         self.root.join("objects").join(&hex[..2]).join(hex)
+    }
+
+    fn open_marker_path(&self, hex: &str) -> PathBuf {
+        self.root.join("open").join(hex)
     }
 
     fn object_meta_path(&self, hex: &str) -> PathBuf {
@@ -140,6 +161,12 @@ impl LocalStorage {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(parts.join("\n").as_bytes());
         mac.verify_slice(&signature).is_ok()
+    }
+
+    /// Whether a POST form may still write `key` (see `commit_form_object`);
+    /// checked before the file is streamed, and again under the lock.
+    pub(crate) async fn is_open(&self, key: &str) -> bool {
+        tokio::fs::try_exists(self.open_marker_path(&Self::object_hex(key))).await.unwrap_or(false)
     }
 
     pub(crate) fn credentials(&self) -> (String, &'static str) {
@@ -178,16 +205,37 @@ impl LocalStorage {
     /// a trip of its own (two thread wake-ups), which made up most of a
     /// small upload's cost.
     pub(crate) async fn commit_object(&self, temp: &Path, meta: &ObjectMeta) -> Result<(), StorageError> {
+        self.commit(temp, meta, None).await
+    }
+
+    /// [`Self::commit_object`] for a POST form: only while the key is open
+    /// (its upload pending, not yet verified for completion), checked under
+    /// the lock that sealing and deleting take, so a replayed form can never
+    /// overwrite a recorded file or leave an object behind an aborted upload.
+    pub(crate) async fn commit_form_object(&self, temp: &Path, meta: &ObjectMeta) -> Result<(), StorageError> {
+        let marker = self.open_marker_path(&Self::object_hex(&meta.key));
+        self.commit(temp, meta, Some(marker)).await
+    }
+
+    async fn commit(&self, temp: &Path, meta: &ObjectMeta, open_marker: Option<PathBuf>) -> Result<(), StorageError> {
         let hex = Self::object_hex(&meta.key);
         let (path, meta_path, meta_temp) = (self.object_path(&hex), self.object_meta_path(&hex), self.temp_path());
         let (temp, meta) = (temp.to_owned(), serde_json::to_vec(meta).map_err(|e| StorageError::Other(e.to_string()))?);
+        let open_keys = self.open_keys.clone();
         blocking(move || {
-            std::fs::create_dir_all(path.parent().expect("objects live in a fan-out directory"))
-                .map_err(|e| io_err("creating the object directory", e))?;
+            let dir = path.parent().expect("objects live in a fan-out directory");
+            std::fs::create_dir_all(dir).map_err(|e| io_err("creating the object directory", e))?;
+            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(marker) = open_marker
+                && !marker.exists()
+            {
+                return Err(StorageError::Rejected("the upload of this key is no longer pending".into()));
+            }
             // The description goes first: an object without one is invisible,
             // a description without its object is ignored.
             write_atomic_now(&meta_temp, &meta_path, &meta)?;
-            std::fs::rename(&temp, &path).map_err(|e| io_err("moving the object into place", e))
+            std::fs::rename(&temp, &path).map_err(|e| io_err("moving the object into place", e))?;
+            sync_dir(dir)
         })
         .await
     }
@@ -204,9 +252,12 @@ impl LocalStorage {
         if !tokio::fs::try_exists(dir.join("upload.json")).await.unwrap_or(false) {
             return Err(StorageError::NotFound);
         }
-        tokio::fs::rename(temp, dir.join(format!("part-{part_number:05}")))
-            .await
-            .map_err(|e| io_err("moving the part into place", e))?;
+        let (temp, part) = (temp.to_owned(), dir.join(format!("part-{part_number:05}")));
+        blocking(move || {
+            std::fs::rename(&temp, &part).map_err(|e| io_err("moving the part into place", e))?;
+            sync_dir(part.parent().expect("parts live in their upload's directory"))
+        })
+        .await?;
         write_json_atomic(self, &dir.join(format!("part-{part_number:05}.json")), meta).await
     }
 
@@ -254,12 +305,94 @@ async fn write_json_atomic<T: Serialize>(store: &LocalStorage, path: &Path, valu
     blocking(move || write_atomic_now(&temp, &path, &bytes)).await
 }
 
-/// Writes `bytes` to `temp`, syncs it and renames it to `path`.
+/// Writes `bytes` to `temp`, syncs it, renames it to `path` and syncs the
+/// directory (a rename is durable only once its directory is).
 fn write_atomic_now(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let mut file = std::fs::File::create(temp).map_err(|e| io_err("writing metadata", e))?;
     std::io::Write::write_all(&mut file, bytes).map_err(|e| io_err("writing metadata", e))?;
     file.sync_all().map_err(|e| io_err("writing metadata", e))?;
-    std::fs::rename(temp, path).map_err(|e| io_err("writing metadata", e))
+    std::fs::rename(temp, path).map_err(|e| io_err("writing metadata", e))?;
+    sync_dir(path.parent().expect("a file path has a directory"))
+}
+
+/// Makes the renames into `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("syncing a directory", e))
+}
+
+/// Reads `signing.key`, or makes one if there is none: 32 random bytes,
+/// readable by this user only, synced before it is used. A key file that is
+/// there but unreadable or too short is an error: replacing it would break
+/// every URL signed so far and hide whatever damaged it.
+fn load_or_create_secret(root: &Path) -> Result<Vec<u8>, StorageError> {
+    let key_path = root.join("signing.key");
+    match std::fs::read(&key_path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(secret) => {
+            return Err(StorageError::Other(format!(
+                "{} holds {} bytes, not a signing key of 32 or more; remove it to make a new one \
+                 (URLs signed with the old one stop working)",
+                key_path.display(),
+                secret.len()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&format!("reading {}", key_path.display()), e)),
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| StorageError::Other(format!("no randomness: {e}")))?;
+    let tmp = root.join("tmp").join("signing.key");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(|e| io_err("writing the signing key", e))?;
+    std::io::Write::write_all(&mut file, &secret).map_err(|e| io_err("writing the signing key", e))?;
+    file.sync_all().map_err(|e| io_err("writing the signing key", e))?;
+    std::fs::rename(&tmp, &key_path).map_err(|e| io_err("writing the signing key", e))?;
+    sync_dir(root)?;
+    Ok(secret)
+}
+
+/// Concatenates the parts into `temp` (synced), checking each against its
+/// listed ETag; returns the size and the base64 SHA-256 of the whole. The
+/// whole-object digest needs every byte read once anyway, so this copies
+/// through a buffer rather than with `copy_file_range`.
+fn assemble_parts(dir: &Path, parts: &[StoredPart], temp: &Path) -> Result<(u64, String), StorageError> {
+    use std::io::{Read as _, Write as _};
+    let gone = |e: std::io::Error, context: &str| {
+        // Another complete finished (and removed) the upload meanwhile.
+        if e.kind() == std::io::ErrorKind::NotFound { StorageError::NotFound } else { io_err(context, e) }
+    };
+    let mut out = std::fs::File::create(temp).map_err(|e| io_err("assembling the object", e))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    for part in parts {
+        let Some(meta) = read_json_now::<PartMeta>(&dir.join(format!("part-{:05}.json", part.part_number)))? else {
+            if !dir.exists() {
+                return Err(StorageError::NotFound);
+            }
+            return Err(StorageError::Rejected(format!("InvalidPart: part {} is not stored", part.part_number)));
+        };
+        if meta.etag.trim_matches('"') != part.etag.trim_matches('"') {
+            return Err(StorageError::Rejected(format!("InvalidPart: part {}'s ETag differs", part.part_number)));
+        }
+        let mut input = std::fs::File::open(dir.join(format!("part-{:05}", part.part_number)))
+            .map_err(|e| gone(e, "reading a part"))?;
+        loop {
+            let n = input.read(&mut buf).map_err(|e| io_err("reading a part", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| io_err("assembling the object", e))?;
+            size += n as u64;
+        }
+    }
+    out.sync_all().map_err(|e| io_err("assembling the object", e))?;
+    use base64::Engine as _;
+    Ok((size, base64::engine::general_purpose::STANDARD.encode(hasher.finalize())))
 }
 
 /// Runs file system work on the blocking pool, in one trip.
@@ -284,6 +417,12 @@ impl Storage for LocalStorage {
             region: LOCAL_BUCKET,
         };
         let fields = sign_post_form(LOCAL_BUCKET, target, &signing, OffsetDateTime::now_utc());
+        let marker = self.open_marker_path(&Self::object_hex(target.key));
+        blocking(move || {
+            std::fs::write(&marker, b"").map_err(|e| io_err("opening the key for its form", e))?;
+            sync_dir(marker.parent().expect("markers live in open/"))
+        })
+        .await?;
         Ok(PresignedForm { url: format!("{}/form", self.base_url), fields })
     }
 
@@ -348,49 +487,42 @@ impl Storage for LocalStorage {
         Ok(parts)
     }
 
+    /// Assembles on the blocking pool in one task, which runs to its end even
+    /// when the request that asked is dropped (a client gone during
+    /// `/complete`): the object is moved into place whole or not at all, and
+    /// a second complete meanwhile finds the upload gone (`NotFound`) and
+    /// looks for the object instead.
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[StoredPart]) -> Result<(), StorageError> {
         let upload = self.read_multipart(upload_id).await?;
         if upload.key != key {
             return Err(StorageError::NotFound);
         }
-        let dir = self.multipart_dir(upload_id);
-        let temp = self.temp_path();
-        let mut out = tokio::fs::File::create(&temp).await.map_err(|e| io_err("assembling the object", e))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 256 * 1024];
         for (i, part) in parts.iter().enumerate() {
             if part.part_number as usize != i + 1 {
                 return Err(StorageError::Rejected("parts must be numbered 1, 2, 3... in order".into()));
             }
-            let meta: PartMeta =
-                read_json(&dir.join(format!("part-{:05}.json", part.part_number))).await?.ok_or_else(|| {
-                    StorageError::Rejected(format!("InvalidPart: part {} is not stored", part.part_number))
-                })?;
-            if meta.etag.trim_matches('"') != part.etag.trim_matches('"') {
-                return Err(StorageError::Rejected(format!("InvalidPart: part {}'s ETag differs", part.part_number)));
-            }
-            let mut input = tokio::fs::File::open(dir.join(format!("part-{:05}", part.part_number)))
-                .await
-                .map_err(|e| io_err("reading a part", e))?;
-            loop {
-                let n = input.read(&mut buf).await.map_err(|e| io_err("reading a part", e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).await.map_err(|e| io_err("assembling the object", e))?;
-                size += n as u64;
-            }
         }
-        out.sync_all().await.map_err(|e| io_err("assembling the object", e))?;
-        drop(out);
-        use base64::Engine as _;
-        let sha256 = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+        let (dir, temp) = (self.multipart_dir(upload_id), self.temp_path());
+        let parts = parts.to_vec();
+        let assembled = blocking({
+            let (dir, temp) = (dir.clone(), temp.clone());
+            move || assemble_parts(&dir, &parts, &temp)
+        })
+        .await;
+        let (size, sha256) = match assembled {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                return Err(e);
+            }
+        };
         let meta = ObjectMeta { key: key.to_owned(), size, content_type: upload.content_type, sha256 };
         self.commit_object(&temp, &meta).await?;
-        tokio::fs::remove_dir_all(&dir).await.map_err(|e| io_err("removing the finished multipart upload", e))?;
-        Ok(())
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing the finished multipart upload", e)),
+        }
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StorageError> {
@@ -405,23 +537,34 @@ impl Storage for LocalStorage {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        Ok(self.read_object_meta(key).await?.map(|meta| ObjectInfo {
-            size: meta.size,
-            content_type: Some(meta.content_type),
-            checksum_sha256: Some(meta.sha256),
-        }))
+        Ok(self.read_object_meta(key).await?.map(ObjectMeta::into_info))
+    }
+
+    async fn head_sealed(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let hex = Self::object_hex(key);
+        let (object, meta, marker) = (self.object_path(&hex), self.object_meta_path(&hex), self.open_marker_path(&hex));
+        let open_keys = self.open_keys.clone();
+        let meta: Option<ObjectMeta> = blocking(move || {
+            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !object.exists() {
+                return Ok(None);
+            }
+            remove_if_present(&marker, "sealing the key")?;
+            read_json_now(&meta)
+        })
+        .await?;
+        Ok(meta.map(ObjectMeta::into_info))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let hex = Self::object_hex(key);
-        for path in [self.object_path(&hex), self.object_meta_path(&hex)] {
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("deleting the object", e)),
-            }
-        }
-        Ok(())
+        let paths = [self.open_marker_path(&hex), self.object_path(&hex), self.object_meta_path(&hex)];
+        let open_keys = self.open_keys.clone();
+        blocking(move || {
+            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            paths.iter().try_for_each(|path| remove_if_present(path, "deleting the object"))
+        })
+        .await
     }
 
     async fn create_chunked(&self, key: &str, content_type: &str, size: u64) -> Result<String, StorageError> {

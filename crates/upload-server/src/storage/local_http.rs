@@ -31,10 +31,12 @@ use super::StorageError;
 use super::local::{CHECKSUM_HEADER, LOCAL_ACCESS_KEY, LOCAL_BUCKET, LocalStorage, ObjectMeta, PartMeta, is_upload_id};
 use super::post_policy::sign_policy;
 
-/// Largest text field of a POST form; a policy is a few KB.
-const MAX_FORM_FIELD: usize = 64 * 1024;
-/// Most fields of a POST form.
-const MAX_FORM_FIELDS: usize = 32;
+/// Most bytes of all text fields of a POST form together, read before the
+/// signature can be checked; the fields we sign (key, type, policy,
+/// credential, date, signature, checksum) are about 2 KB.
+const MAX_FORM_FIELDS_BYTES: usize = 16 * 1024;
+/// Most text fields of a POST form, repeated names counted each time.
+const MAX_FORM_FIELDS: usize = 16;
 
 /// A refusal, in the manner of S3: a status and an error code.
 #[derive(Debug)]
@@ -56,6 +58,7 @@ impl From<StorageError> for StoreError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => refuse(StatusCode::NOT_FOUND, "NoSuchUpload", "no such upload"),
+            StorageError::Rejected(why) => denied(why),
             other => {
                 tracing::error!(error = %other, "local storage");
                 refuse(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error")
@@ -141,31 +144,51 @@ async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) 
         refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", e.body_text())
     };
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    let too_much = || {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "MalformedPOSTRequest",
+            format!(
+                "the form's fields before the file exceed {MAX_FORM_FIELDS} fields or {MAX_FORM_FIELDS_BYTES} bytes"
+            ),
+        )
+    };
     while let Some(mut field) = form.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name != "file" {
-            if fields.len() >= MAX_FORM_FIELDS {
-                return Err(refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", "too many form fields"));
+            // Every field counts, a repeated name too, and all of them share
+            // one small budget: nothing is signed-checked before the file.
+            count += 1;
+            bytes += name.len();
+            if count > MAX_FORM_FIELDS || bytes > MAX_FORM_FIELDS_BYTES {
+                return Err(too_much());
             }
             let mut value = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-                value.extend_from_slice(&chunk);
-                if value.len() > MAX_FORM_FIELD {
-                    return Err(refuse(
-                        StatusCode::BAD_REQUEST,
-                        "MalformedPOSTRequest",
-                        format!("field {name} is too long"),
-                    ));
+                bytes += chunk.len();
+                if bytes > MAX_FORM_FIELDS_BYTES {
+                    return Err(too_much());
                 }
+                value.extend_from_slice(&chunk);
             }
             let value = String::from_utf8(value).map_err(|_| {
                 refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", format!("field {name} is not UTF-8"))
             })?;
-            fields.insert(name.to_ascii_lowercase(), value);
+            if fields.insert(name.to_ascii_lowercase(), value).is_some() {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "MalformedPOSTRequest",
+                    format!("field {name} is given twice"),
+                ));
+            }
             continue;
         }
         // The policy is checked before a byte of the file is written.
         let allowed = verify_policy(&store, &fields)?;
+        if !store.is_open(&allowed.key).await {
+            return Err(denied("the upload of this key is no longer pending: a form cannot be used again"));
+        }
         let temp = TempFile(Some(store.temp_path()));
         let path = temp.0.clone().expect("set above");
         let mut out = tokio::fs::File::create(&path).await.map_err(|e| StorageError::Other(e.to_string()))?;
@@ -213,7 +236,7 @@ async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) 
             percent_encoding::utf8_percent_encode(&allowed.key, KEY_IN_PATH)
         );
         let meta = ObjectMeta { key: allowed.key, size, content_type: allowed.content_type, sha256 };
-        store.commit_object(&path, &meta).await?;
+        store.commit_form_object(&path, &meta).await?;
         let mut temp = temp;
         temp.0 = None;
         return Ok((StatusCode::NO_CONTENT, [(header::LOCATION, location)]).into_response());
@@ -401,11 +424,17 @@ async fn get_object(
     headers.insert(header::CONTENT_TYPE, value(&meta.content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     headers.insert(header::ETAG, value(&etag));
-    if !disposition.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&disposition)
-    {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
+    // Served from the app's own origin, whatever the uploader declared (an
+    // HTML file, an SVG with script): a download, never a page. Always
+    // `attachment`, the signed filename when there is a usable one; no type
+    // sniffing; and a sandbox with nothing allowed, should a browser render it anyway.
+    let disposition = Some(disposition.as_str())
+        .filter(|d| d.get(..10).is_some_and(|a| a.eq_ignore_ascii_case("attachment")))
+        .and_then(|d| HeaderValue::from_str(d).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("attachment"));
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(response)
 }
 
@@ -541,4 +570,40 @@ async fn put_chunk(
     store.commit_object(&data, &object).await?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok((StatusCode::OK, [(header::ETAG, format!("\"{sha256}\""))]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    /// A form that repeats one small field for ever is refused while it is
+    /// read: nothing unsigned may make the store read without end.
+    #[tokio::test]
+    async fn a_form_with_endless_fields_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStorage::open(dir.path(), "http://127.0.0.1:1").unwrap());
+        let field = axum::body::Bytes::from_static(b"--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nv\r\n");
+        // Each field arrives on its own, as from a socket: the multipart
+        // parser reads whatever is ready at once, so a stream that is never
+        // pending would never let it stop to look.
+        let endless = futures_util::stream::unfold(field, |field| async move {
+            tokio::task::yield_now().await;
+            Some((Ok::<_, std::io::Error>(field.clone()), field))
+        });
+        let request = Request::post("/form")
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=B")
+            .body(Body::from_stream(endless))
+            .unwrap();
+        // Without a bound the handler reads for ever; the test's own limit
+        // only turns that hang into a failure.
+        let response = tokio::time::timeout(Duration::from_secs(30), router(store, &[]).oneshot(request))
+            .await
+            .expect("still reading the form's fields after 30 s")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        assert!(body.starts_with(b"MalformedPOSTRequest"), "{body:?}");
+    }
 }

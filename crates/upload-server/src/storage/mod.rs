@@ -132,7 +132,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Size and type of an object, or `None` when there is none.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
 
-    /// Deletes an object; succeeds if it is already gone.
+    /// [`Storage::head`] for completing a single-POST upload: from now on
+    /// the store refuses writes to `key` through forms already signed, so
+    /// what was verified stays what is stored. The embedded store can; S3
+    /// cannot revoke a presigned POST before it expires, so there it is
+    /// `head` (the mitigations are in docs/security.md).
+    async fn head_sealed(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        self.head(key).await
+    }
+
+    /// Deletes an object; succeeds if it is already gone. The embedded
+    /// store also refuses forms signed for `key` from then on.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
     /// Opens a resumable session for the `Chunked` plan (consecutive
