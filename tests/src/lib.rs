@@ -91,7 +91,8 @@ impl TestServer {
         let state = AppState::from_config(config).await.unwrap();
         let router = app(state.clone());
         let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            // The binary's serve loop, with its connection limits.
+            upload_server::serve::serve(listener, router, Default::default(), std::future::pending()).await.unwrap();
         });
         TestServer { base, http: reqwest::Client::new(), state, task, backend, _dir: dir }
     }

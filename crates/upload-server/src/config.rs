@@ -45,8 +45,15 @@ pub struct Config {
     pub database_url: String,
     /// Object storage.
     pub storage: StorageConfig,
-    /// HS256 secret for bearer tokens; `None` is development identity.
+    /// HS256 secret for bearer tokens (at least [`MIN_JWT_SECRET_LEN`]
+    /// bytes); `None` is development identity, which [`ConfigBuilder::build`]
+    /// allows only on a loopback address or with `dev_mode`.
     pub jwt_secret: Option<String>,
+    /// When set, bearer tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// Development mode was asked for explicitly (`UPLOAD_DEV_MODE=true`):
+    /// development identity on any address.
+    pub dev_mode: bool,
     /// What may be uploaded.
     pub constraints: UploadConstraints,
     /// How long a signed URL or form lives.
@@ -93,6 +100,8 @@ pub struct ConfigBuilder {
     s3_region: Option<String>,
     s3_force_path_style: Option<bool>,
     jwt_secret: Option<String>,
+    jwt_audience: Option<String>,
+    dev_mode: Option<bool>,
     max_file_size: Option<u64>,
     max_files: Option<u32>,
     accept: Option<Vec<String>>,
@@ -138,7 +147,9 @@ impl ConfigBuilder {
     /// | `UPLOAD_S3_REGION` | region | `us-east-1` |
     /// | `UPLOAD_S3_FORCE_PATH_STYLE` | path-style addressing | `false` |
     /// | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | credentials (the AWS chain) | |
-    /// | `UPLOAD_JWT_SECRET` | HS256 secret; unset means development identity | unset |
+    /// | `UPLOAD_JWT_SECRET` | HS256 secret, at least 32 bytes; required unless loopback-only or dev mode | unset |
+    /// | `UPLOAD_JWT_AUDIENCE` | tokens must carry this `aud` | unset (`aud` not checked) |
+    /// | `UPLOAD_DEV_MODE` | `true`: development identity (everyone is `anonymous`) on any address | `false` |
     /// | `UPLOAD_MAX_FILE_SIZE` | bytes | `104857600` |
     /// | `UPLOAD_MAX_FILES` | pending uploads per owner | `10` |
     /// | `UPLOAD_ACCEPT` | comma-separated accept list | empty (all) |
@@ -164,6 +175,8 @@ impl ConfigBuilder {
             s3_region: env("UPLOAD_S3_REGION").or_else(|| env("AWS_REGION")),
             s3_force_path_style: env_parse("UPLOAD_S3_FORCE_PATH_STYLE")?,
             jwt_secret: env("UPLOAD_JWT_SECRET"),
+            jwt_audience: env("UPLOAD_JWT_AUDIENCE"),
+            dev_mode: env_parse("UPLOAD_DEV_MODE")?,
             max_file_size: env_parse("UPLOAD_MAX_FILE_SIZE")?,
             max_files: env_parse("UPLOAD_MAX_FILES")?,
             accept: env("UPLOAD_ACCEPT").map(|v| list(&v)),
@@ -224,6 +237,17 @@ impl ConfigBuilder {
     /// HS256 secret for bearer tokens.
     pub fn jwt_secret(mut self, secret: impl Into<String>) -> Self {
         self.jwt_secret = Some(secret.into());
+        self
+    }
+    /// The `aud` every bearer token must carry.
+    pub fn jwt_audience(mut self, audience: impl Into<String>) -> Self {
+        self.jwt_audience = Some(audience.into());
+        self
+    }
+    /// Development identity (one shared owner for everybody) even on a
+    /// non-loopback address. Never in production.
+    pub fn dev_mode(mut self, on: bool) -> Self {
+        self.dev_mode = Some(on);
         self
     }
     /// Largest file, in bytes.
@@ -305,6 +329,8 @@ impl ConfigBuilder {
                 format!("`{public_url}` must start with http:// or https://"),
             ));
         }
+        let dev_mode = self.dev_mode.unwrap_or(false);
+        check_identity(self.jwt_secret.as_deref(), dev_mode, listen)?;
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let database_url =
             self.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("uploads.db").display()));
@@ -378,6 +404,8 @@ impl ConfigBuilder {
             database_url,
             storage,
             jwt_secret: self.jwt_secret,
+            jwt_audience: self.jwt_audience,
+            dev_mode,
             constraints,
             url_ttl: Duration::from_secs(url_ttl),
             multipart_threshold,
@@ -391,6 +419,39 @@ impl ConfigBuilder {
             sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
             sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
         })
+    }
+}
+
+/// Shortest accepted `UPLOAD_JWT_SECRET`: an HS256 key should be as long as
+/// the hash (RFC 7518 3.2), and a short one can be brute-forced offline from
+/// any token.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Development identity makes everybody one owner who can list, download and
+/// delete every file, so it never happens by accident: without a secret the
+/// server must listen on loopback only, or be told `UPLOAD_DEV_MODE=true`.
+fn check_identity(secret: Option<&str>, dev_mode: bool, listen: SocketAddr) -> Result<(), ConfigError> {
+    match secret {
+        Some(_) if dev_mode => Err(config_error(
+            "UPLOAD_DEV_MODE",
+            "development mode and UPLOAD_JWT_SECRET exclude each other: unset one of them",
+        )),
+        Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => Err(config_error(
+            "UPLOAD_JWT_SECRET",
+            format!(
+                "{} bytes is too short: use at least {MIN_JWT_SECRET_LEN} random bytes (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            ),
+        )),
+        Some(_) => Ok(()),
+        None if dev_mode || listen.ip().is_loopback() => Ok(()),
+        None => Err(config_error(
+            "UPLOAD_JWT_SECRET",
+            format!(
+                "required when listening on {listen}, which is not loopback-only: set a secret of at least \
+                 {MIN_JWT_SECRET_LEN} bytes, or UPLOAD_DEV_MODE=true for development identity"
+            ),
+        )),
     }
 }
 
@@ -427,5 +488,31 @@ mod tests {
         for (builder, variable) in cases {
             assert_eq!(builder.build().unwrap_err().variable, variable);
         }
+    }
+
+    /// Development identity never happens by accident: not on a public
+    /// address without `dev_mode`, never with a short secret.
+    #[test]
+    fn no_open_door_without_asking() {
+        let long = "0123456789abcdef0123456789abcdef";
+        let cases = [
+            (Config::builder().listen("0.0.0.0:8080"), "UPLOAD_JWT_SECRET"),
+            (Config::builder().listen("[::]:8080"), "UPLOAD_JWT_SECRET"),
+            (Config::builder().listen("192.0.2.7:8080"), "UPLOAD_JWT_SECRET"),
+            (Config::builder().jwt_secret("x"), "UPLOAD_JWT_SECRET"),
+            (Config::builder().jwt_secret(&long[1..]), "UPLOAD_JWT_SECRET"),
+            (Config::builder().listen("0.0.0.0:8080").jwt_secret("short"), "UPLOAD_JWT_SECRET"),
+            (Config::builder().jwt_secret(long).dev_mode(true), "UPLOAD_DEV_MODE"),
+        ];
+        for (builder, variable) in cases {
+            assert_eq!(builder.build().unwrap_err().variable, variable);
+        }
+        let loopback = Config::builder().listen("127.0.0.1:0").build().unwrap();
+        assert!(loopback.jwt_secret.is_none() && !loopback.dev_mode);
+        assert!(Config::builder().listen("[::1]:8080").build().unwrap().jwt_secret.is_none());
+        let explicit = Config::builder().listen("0.0.0.0:8080").dev_mode(true).build().unwrap();
+        assert!(explicit.jwt_secret.is_none() && explicit.dev_mode);
+        let production = Config::builder().listen("0.0.0.0:8080").jwt_secret(long).build().unwrap();
+        assert_eq!(production.jwt_secret.as_deref(), Some(long));
     }
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod rate_limit;
+pub mod serve;
 pub mod storage;
 pub mod sweeper;
 pub mod time_util;
@@ -75,7 +76,13 @@ impl AppState {
         };
         let db = Db::connect(&config.database_url).await?;
         let auth: Arc<dyn Authenticate> = match &config.jwt_secret {
-            Some(secret) => Arc::new(JwtIdentity::new(secret.as_bytes())),
+            Some(secret) => {
+                let jwt = JwtIdentity::new(secret.as_bytes());
+                Arc::new(match &config.jwt_audience {
+                    Some(audience) => jwt.with_audience(audience),
+                    None => jwt,
+                })
+            }
             None => Arc::new(DevelopmentIdentity),
         };
         let mut state = AppState::new(config, storage, db, auth);

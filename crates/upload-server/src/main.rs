@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use upload_server::serve::ServeLimits;
 use upload_server::storage::s3::S3Storage;
 use upload_server::{AppState, Config, ConfigBuilder, StorageConfig, app};
 
@@ -73,10 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     if config.jwt_secret.is_none() {
-        tracing::warn!(
-            "DEVELOPMENT MODE: UPLOAD_JWT_SECRET is not set, so every request is owner `anonymous` \
-             and anyone who can reach this server can upload. Set UPLOAD_JWT_SECRET in production."
-        );
+        warn_development_identity(&config);
     }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -91,9 +89,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if state.config().static_dir.is_some() {
         println!("open http://{addr}/ to upload files");
     }
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    upload_server::serve::serve(listener, app(state), ServeLimits::default(), shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Development identity is one owner for everybody: said loudly, on stderr
+/// and in the log, so nobody runs it in production without noticing.
+fn warn_development_identity(config: &Config) {
+    let why = if config.dev_mode {
+        "UPLOAD_DEV_MODE=true".to_owned()
+    } else {
+        format!("no UPLOAD_JWT_SECRET, listening on loopback {} only", config.listen)
+    };
+    let banner = format!(
+        "DEVELOPMENT MODE ({why}): every request is owner `anonymous`, so anyone who can reach this \
+         server can upload, list, download and delete every file. Set UPLOAD_JWT_SECRET (32+ bytes) in production."
+    );
+    eprintln!("\n{line}\n{banner}\n{line}\n", line = "!".repeat(78));
+    tracing::warn!("{banner}");
 }
 
 async fn shutdown_signal() {
