@@ -78,6 +78,9 @@ pub struct Config {
     pub sweep_interval: Option<Duration>,
     /// How long past its window an upload is left alone before it is expired.
     pub sweep_grace: Duration,
+    /// Longest an API request may take before it is answered 503 (a store
+    /// or database that does not answer must not hold requests for ever).
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -116,6 +119,7 @@ pub struct ConfigBuilder {
     abort_incomplete_days: Option<i32>,
     sweep_interval: Option<u64>,
     sweep_grace: Option<u64>,
+    request_timeout: Option<u64>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -163,6 +167,7 @@ impl ConfigBuilder {
     /// | `UPLOAD_PKG_DIR` | browser package served at `/pkg/` | `crates/upload-wasm/pkg` if it exists |
     /// | `UPLOAD_ABORT_INCOMPLETE_DAYS` | lifecycle rule of `bucket setup` | `2` |
     /// | `UPLOAD_SWEEP_INTERVAL` | seconds between sweeps of abandoned uploads, 0 = off | `300` |
+    /// | `UPLOAD_REQUEST_TIMEOUT` | seconds an API request may take before it is answered 503 | `120` |
     /// | `UPLOAD_SWEEP_GRACE` | seconds past its window before an upload is expired | `900` |
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(ConfigBuilder {
@@ -191,6 +196,7 @@ impl ConfigBuilder {
             abort_incomplete_days: env_parse("UPLOAD_ABORT_INCOMPLETE_DAYS")?,
             sweep_interval: env_parse("UPLOAD_SWEEP_INTERVAL")?,
             sweep_grace: env_parse("UPLOAD_SWEEP_GRACE")?,
+            request_timeout: env_parse("UPLOAD_REQUEST_TIMEOUT")?,
         })
     }
 
@@ -305,6 +311,11 @@ impl ConfigBuilder {
         self.sweep_interval = Some(secs);
         self
     }
+    /// Seconds an API request may take (`UPLOAD_REQUEST_TIMEOUT`).
+    pub fn request_timeout_secs(mut self, secs: u64) -> Self {
+        self.request_timeout = Some(secs);
+        self
+    }
     /// Seconds past its window before an upload is expired.
     pub fn sweep_grace_secs(mut self, secs: u64) -> Self {
         self.sweep_grace = Some(secs);
@@ -393,6 +404,10 @@ impl ConfigBuilder {
             let default = PathBuf::from("crates/upload-wasm/pkg");
             default.join("upload_wasm.js").is_file().then_some(default)
         });
+        let request_timeout = self.request_timeout.unwrap_or(120);
+        if request_timeout == 0 {
+            return Err(config_error("UPLOAD_REQUEST_TIMEOUT", "must be at least 1 second"));
+        }
         let abort_incomplete_days = self.abort_incomplete_days.unwrap_or(2);
         if abort_incomplete_days < 1 {
             return Err(config_error("UPLOAD_ABORT_INCOMPLETE_DAYS", "must be at least 1"));
@@ -418,6 +433,7 @@ impl ConfigBuilder {
             abort_incomplete_days,
             sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
             sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
+            request_timeout: Duration::from_secs(request_timeout),
         })
     }
 }
@@ -484,6 +500,7 @@ mod tests {
             (Config::builder().max_files(0), "UPLOAD_MAX_FILES"),
             (Config::builder().cors_origins(vec!["app.example".into()]), "UPLOAD_CORS_ORIGINS"),
             (Config::builder().database_url("mysql://x"), "UPLOAD_DATABASE_URL"),
+            (Config::builder().request_timeout_secs(0), "UPLOAD_REQUEST_TIMEOUT"),
         ];
         for (builder, variable) in cases {
             assert_eq!(builder.build().unwrap_err().variable, variable);

@@ -34,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/files/{id}", get(files::get).delete(files::delete))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.config().request_timeout, deadline))
         .layer(cors(&state.config().cors_origins));
 
     let mut app = Router::new().nest("/api/v1", api).route("/healthz", get(healthz));
@@ -80,6 +81,29 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Answers 503 `storage_unavailable` when a request takes longer than the
+/// configured timeout: what does not answer is a dependency (the store, the
+/// database's lock), and the client may try again. Dropping the handler is
+/// safe: completing records in a transaction of its own and local multipart
+/// assembly runs on a task of its own.
+async fn deadline(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(?limit, "request timed out");
+            ApiError::new(
+                ErrorCode::StorageUnavailable,
+                format!("the request did not finish within {} s; try again shortly", limit.as_secs()),
+            )
+            .into_response()
+        }
+    }
+}
+
 /// `Json` whose rejections come back in the contract's error shape.
 pub struct ApiJson<T>(pub T);
 
@@ -117,5 +141,32 @@ fn check_id(id: &str, what: &str) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiError::not_found(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    /// A handler that never answers (a store that hangs) is cut off with
+    /// 503 in the contract's shape instead of holding the request for ever.
+    #[tokio::test]
+    async fn a_request_that_hangs_is_answered_503() {
+        let limit = std::time::Duration::from_millis(200);
+        let app: Router = Router::new()
+            .route("/hang", get(std::future::pending::<&'static str>))
+            .route("/quick", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(limit, deadline));
+        let request = |path: &str| Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let hung = tokio::time::timeout(std::time::Duration::from_secs(30), app.clone().oneshot(request("/hang")))
+            .await
+            .expect("no answer after 30 s")
+            .unwrap();
+        assert_eq!(hung.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = http_body_util::BodyExt::collect(hung.into_body()).await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+        assert_eq!(app.oneshot(request("/quick")).await.unwrap().status(), StatusCode::OK);
     }
 }
