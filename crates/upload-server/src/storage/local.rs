@@ -610,3 +610,33 @@ impl Storage for LocalStorage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signing key is private to this user, and one that is there but
+    /// damaged stops the store instead of being replaced (which would break
+    /// every URL signed so far without a word).
+    #[test]
+    fn the_signing_key_is_private_and_never_silently_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStorage::open(dir.path(), "http://127.0.0.1:1").unwrap();
+        let key_path = dir.path().join("signing.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "signing.key is mode {mode:o}");
+        }
+        // Opened again, the same key: URLs survive a restart.
+        let again = LocalStorage::open(dir.path(), "http://127.0.0.1:1").unwrap();
+        assert_eq!(again.secret_hex(), store.secret_hex());
+
+        std::fs::write(&key_path, b"short").unwrap();
+        let refused = LocalStorage::open(dir.path(), "http://127.0.0.1:1");
+        let message = refused.err().expect("a damaged key must not be replaced").to_string();
+        assert!(message.contains("signing.key"), "{message}");
+        assert_eq!(std::fs::read(&key_path).unwrap(), b"short", "the damaged key was overwritten");
+    }
+}
