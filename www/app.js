@@ -2,7 +2,6 @@
 // (crates/upload-wasm, served by upload-server at /pkg/). The package does
 // the uploading (plans, parts, retries, the shared pool of 4 request slots);
 // this file only draws it and talks to the file-list endpoints of the API.
-import init, { Uploader } from "/pkg/upload_wasm.js";
 
 const API = `${location.origin}/api/v1`;
 const TOKEN_KEY = "upload.token";
@@ -576,6 +575,17 @@ els.tokenClear.addEventListener("click", () => {
 async function main() {
   showTokenState();
   els.input.disabled = true;
+  // Imported here, not at the top: a server started before the package was
+  // built answers 404 for it, and the page must say so instead of waiting.
+  let pkg;
+  try {
+    pkg = await import("/pkg/upload_wasm.js");
+  } catch {
+    els.limits.textContent =
+      "The upload client is not built, so nothing can be uploaded yet. Build it with `bash scripts/build-wasm.sh` and reload this page.";
+    return;
+  }
+  const { default: init, Uploader } = pkg;
   try {
     await init();
     // checksums: every part (or the whole small file) carries its SHA-256,

@@ -63,7 +63,7 @@ function formatBytes(n) {
  * repository root as working directory (so `www` and the package resolve as
  * they do for `cargo run`), and resolves once /healthz answers.
  */
-async function startServer(name, extra) {
+async function startServer(name, extra, cwd = root) {
   const bin = path.resolve(root, process.env.UPLOAD_SERVER_BIN || "target/debug/upload-server");
   const port = await freePort();
   const env = { ...process.env };
@@ -79,7 +79,7 @@ async function startServer(name, extra) {
   fs.mkdirSync(env.UPLOAD_DATA_DIR, { recursive: true });
   const logFile = path.join(tmp, `${name}.log`);
   const log = fs.openSync(logFile, "w");
-  const proc = spawn(bin, [], { cwd: root, env, stdio: ["ignore", log, log] });
+  const proc = spawn(bin, [], { cwd, env, stdio: ["ignore", log, log] });
   let exited = null;
   proc.on("exit", (code) => (exited = code));
   const origin = `http://${env.UPLOAD_LISTEN}`;
@@ -96,7 +96,7 @@ async function startServer(name, extra) {
     const body = r.status === 204 ? null : await r.json();
     return { status: r.status, body };
   };
-  return { origin, api };
+  return { origin, api, logFile };
 }
 
 // Set up once for every test (the `setup` hook below).
@@ -487,4 +487,17 @@ test("B: refused files show the reason next to them", async () => {
   // Trying the same file again cannot help, so it is not offered.
   assert(await item(tooBig.name).getByRole("button", { name: /Try .* again/ }).isHidden(), "no Try again for a refusal");
   await page.screenshot({ path: path.join(artifacts, "page-refused.png"), fullPage: true });
+});
+
+test("C: a server started before the package is built says how to build it, and so does the page", async () => {
+  // As on a fresh clone: www/ is there, crates/upload-wasm/pkg is not (the
+  // server runs from a directory without it).
+  const c = await startServer("c", { UPLOAD_STATIC_DIR: path.join(root, "www") }, tmp);
+  const log = fs.readFileSync(c.logFile, "utf8");
+  assert(log.includes("bash scripts/build-wasm.sh"), `the server's log names the build command: ${log.slice(-1500)}`);
+  await page.goto(`${c.origin}/`);
+  await page.waitForFunction(() => !document.getElementById("limits").textContent.startsWith("Loading"), null, { timeout: 10000 });
+  const text = await page.locator("#limits").textContent();
+  assert(text.includes("not built") && text.includes("bash scripts/build-wasm.sh"), `the page says so: "${text}"`);
+  assert(await page.locator("#files").isDisabled(), "nothing can be picked");
 });

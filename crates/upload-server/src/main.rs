@@ -88,6 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("upload-server listening on http://{addr} (API under /api/v1)");
     if state.config().static_dir.is_some() {
         println!("open http://{addr}/ to upload files");
+        warn_if_package_missing(state.config());
     }
     upload_server::serve::serve(listener, app(state), ServeLimits::default(), shutdown_signal()).await?;
     tracing::info!("shut down");
@@ -108,6 +109,19 @@ fn warn_development_identity(config: &Config) {
     );
     eprintln!("\n{line}\n{banner}\n{line}\n", line = "!".repeat(78));
     tracing::warn!("{banner}");
+}
+
+/// The upload page needs the browser package (crates/upload-wasm/pkg), which
+/// a fresh clone does not have: say so at start, with the command that builds
+/// it, rather than leave the page waiting.
+fn warn_if_package_missing(config: &Config) {
+    if config.pkg_dir.is_none() {
+        tracing::warn!(
+            "the browser package is not built, so the upload page cannot upload: run \
+             `bash scripts/build-wasm.sh` (it builds crates/upload-wasm/pkg, served at /pkg/), \
+             or set UPLOAD_PKG_DIR to a built package"
+        );
+    }
 }
 
 async fn shutdown_signal() {
