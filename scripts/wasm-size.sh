@@ -9,8 +9,9 @@
 # plugin, 22,662 measured; the goal remains Uppy's figure). The all-Rust
 # client (gloo-net, serde into upload-core's wire types, web-sys XHR) measures
 # 74,282 today, over it (see crates/upload-wasm/README.md, "Size"), so the
-# default below is that figure plus a little: the check still fails on any
-# growth, and comes down as the size work lands.
+# default below is that figure plus ~2% (room for small changes to
+# upload-core's wire types, which the client reads): the check still fails on
+# real growth, and comes down as the size work lands.
 # Usage: wasm-size.sh [--check | --no-check] [PKG_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +25,7 @@ for a in "$@"; do
   esac
 done
 pkg=${pkg:-$root/crates/upload-wasm/pkg}
-budget=${BUDGET:-75000}
+budget=${BUDGET:-76000}
 if [[ ! -f $pkg/upload_wasm_bg.wasm ]]; then
   echo "wasm-size: $pkg/upload_wasm_bg.wasm missing; run scripts/build-wasm.sh" >&2
   exit 1
