@@ -69,10 +69,13 @@ def size_section(out_dir):
         name, raw, gz = line.split()
         lines.append(f"| {names.get(name, name)} | {int(raw):,} | {int(gz):,} | {o_gz / int(gz):.2f}x |")
     lines += ["", "Ours, file by file:", "", "```", ours.strip(), "```"]
-    target = 23_000
+    # Issue 10: the client all Rust, with a ceiling of 1.5 times Uppy's core +
+    # aws-s3 (22,662 measured); the goal remains Uppy's figure.
+    ceiling, goal = 35_000, 23_000
     lines.append("")
-    lines.append(f"Target: at most Uppy's 23 KB gzip. Measured: {o_gz:,} bytes, "
-                 + ("**met**." if o_gz <= target else f"**not met** ({o_gz - target:,} bytes over)."))
+    lines.append(f"Ceiling: 35,000 bytes gzip (issue 10); goal: at most Uppy's 23 KB. Measured: {o_gz:,} bytes, ceiling "
+                 + ("**met**" if o_gz <= ceiling else f"**not met** ({o_gz - ceiling:,} bytes over)")
+                 + ", goal " + ("**met**." if o_gz <= goal else "not met."))
     return lines
 
 
