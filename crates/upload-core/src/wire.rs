@@ -93,17 +93,57 @@ pub enum UploadPlan {
 impl UploadPlan {
     /// The plan's name as in `uploader`.
     pub fn uploader(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// Which of the three plans this is.
+    pub fn kind(&self) -> UploaderKind {
         match self {
-            UploadPlan::S3 { .. } => "S3",
-            UploadPlan::S3Multipart { .. } => "S3Multipart",
-            UploadPlan::Chunked { .. } => "Chunked",
+            UploadPlan::S3 { .. } => UploaderKind::S3,
+            UploadPlan::S3Multipart { .. } => UploaderKind::S3Multipart,
+            UploadPlan::Chunked { .. } => UploaderKind::Chunked,
+        }
+    }
+}
+
+/// A plan's name: the `uploader` tag of [`UploadPlan`], and the name of the
+/// browser package's uploader that sends it (LiveView and pyview pick the
+/// uploader by an entry's top-level `meta.uploader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UploaderKind {
+    /// One form POST.
+    S3,
+    /// Part PUTs.
+    S3Multipart,
+    /// `Content-Range` PUTs to one session URL.
+    Chunked,
+}
+
+impl UploaderKind {
+    /// The name as sent.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UploaderKind::S3 => "S3",
+            UploaderKind::S3Multipart => "S3Multipart",
+            UploaderKind::Chunked => "Chunked",
         }
     }
 }
 
 /// 201 answer to `POST /uploads`.
+///
+/// It is meant to be handed to the browser as it is (an app's server
+/// creates the upload for its user and passes the answer on as a LiveView
+/// entry's `meta`): it names its uploader at the top level and carries an
+/// upload-scoped `token` in place of the user's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedUpload {
+    /// The package's uploader for this plan (the same as `upload.uploader`).
+    /// This and the other additions below are optional on reading only so
+    /// that answers of servers before them still read; this server always
+    /// sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<UploaderKind>,
     /// Upload id; the file id once completed.
     pub id: String,
     /// Object key in the store.
@@ -114,6 +154,15 @@ pub struct CreatedUpload {
     pub upload: UploadPlan,
     /// Where to POST once the bytes are stored.
     pub complete_url: String,
+    /// Absolute base URL of this API (`.../api/v1`), for a browser on another origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Bearer token for this upload's part URLs, status, complete and abort only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When `token` stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<String>,
 }
 
 /// `POST /uploads/{id}/parts`.
@@ -370,6 +419,34 @@ mod tests {
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["uploader"], "S3Multipart");
         assert_eq!(serde_json::from_value::<UploadPlan>(json).unwrap(), plan);
+    }
+
+    #[test]
+    fn uploader_kind_is_the_plan_tag() {
+        let plan = UploadPlan::Chunked { url: "u".into(), chunk_size: 1, headers: BTreeMap::new() };
+        assert_eq!(serde_json::to_value(plan.kind()).unwrap(), serde_json::to_value(&plan).unwrap()["uploader"]);
+        assert_eq!(plan.uploader(), "Chunked");
+    }
+
+    #[test]
+    fn created_upload_reads_with_and_without_the_browser_additions() {
+        let before: CreatedUpload = serde_json::from_str(
+            r#"{"id": "1", "key": "k", "expires_at": "t", "complete_url": "/c",
+                "upload": {"uploader": "S3Multipart", "upload_id": "u", "part_size": 5, "part_count": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!((before.uploader, before.token), (None, None));
+        let now = CreatedUpload {
+            uploader: Some(before.upload.kind()),
+            endpoint: Some("https://x/api/v1".into()),
+            token: Some("t".into()),
+            token_expires_at: Some("e".into()),
+            ..before
+        };
+        let json = serde_json::to_value(&now).unwrap();
+        assert_eq!(json["uploader"], "S3Multipart");
+        assert_eq!(json["uploader"], json["upload"]["uploader"]);
+        assert_eq!(serde_json::from_value::<CreatedUpload>(json).unwrap(), now);
     }
 
     #[test]

@@ -105,6 +105,13 @@ impl FromRequestParts<AppState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Whatever identity the app plugged in, a token for one upload
+        // never acts as its owner anywhere else.
+        if crate::upload_token::scoped_bearer(&parts.headers).is_some() {
+            return Err(unauthorized(
+                "an upload-scoped token is accepted only on its upload's routes (status, parts, complete, abort)",
+            ));
+        }
         let owner = state.auth().authenticate(&parts.headers)?;
         state.check_rate(&owner)?;
         Ok(owner)

@@ -25,6 +25,7 @@ pub mod serve;
 pub mod storage;
 pub mod sweeper;
 pub mod time_util;
+pub mod upload_token;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use crate::rate_limit::RateLimiter;
 use crate::storage::Storage;
 use crate::storage::local::LocalStorage;
 use crate::storage::s3::S3Storage;
+use crate::upload_token::UploadTokens;
 
 /// Everything handlers share; cheap to clone.
 #[derive(Clone)]
@@ -51,6 +53,8 @@ struct Inner {
     db: Db,
     auth: Arc<dyn Authenticate>,
     limiter: RateLimiter,
+    /// Signs and checks the tokens that authorise one upload.
+    upload_tokens: UploadTokens,
     /// Set when objects live on local disk: its signed URLs are served by this app.
     local: Option<Arc<LocalStorage>>,
 }
@@ -60,7 +64,8 @@ impl AppState {
     /// own storage or identity.
     pub fn new(config: Config, storage: Arc<dyn Storage>, db: Db, auth: Arc<dyn Authenticate>) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
-        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, local: None }) }
+        let upload_tokens = UploadTokens::new(config.jwt_secret.as_deref().map(str::as_bytes));
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens, local: None }) }
     }
 
     /// Connects storage and the database as the configuration says, with
@@ -114,6 +119,11 @@ impl AppState {
     /// The identity check.
     pub fn auth(&self) -> &dyn Authenticate {
         self.inner.auth.as_ref()
+    }
+
+    /// Issues and checks upload-scoped tokens.
+    pub fn upload_tokens(&self) -> &UploadTokens {
+        &self.inner.upload_tokens
     }
 
     pub(crate) fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {

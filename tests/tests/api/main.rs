@@ -7,5 +7,6 @@ mod errors;
 mod flows;
 mod hardening;
 mod names;
+mod scoped_tokens;
 mod store_enforces;
 mod sweeper;

@@ -22,6 +22,7 @@ use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
 use crate::time_util::{datetime, now_ms, rfc3339};
+use crate::upload_token::UploadAccess;
 
 const S3: &str = "S3";
 const S3_MULTIPART: &str = "S3Multipart";
@@ -122,10 +123,23 @@ pub(crate) async fn create(
         config.constraints.check_count(u64::from(config.constraints.max_files))?;
     }
     tracing::debug!(id, owner = owner.0, size = request.size, uploader, "upload signed");
-    let complete_url = format!("/api/v1/uploads/{id}/complete");
+    // The browser may finish (complete, or read the status) a little after
+    // the window closes, as the API allows; the token outlives it by one TTL.
+    let token_expires_at = expires_at + config.url_ttl.as_millis() as i64;
+    let token = state.upload_tokens().issue(&id, &owner.0, token_expires_at);
     Ok((
         StatusCode::CREATED,
-        Json(CreatedUpload { id, key, expires_at: rfc3339(expires_at), upload: plan, complete_url }),
+        Json(CreatedUpload {
+            uploader: Some(plan.kind()),
+            complete_url: format!("/api/v1/uploads/{id}/complete"),
+            endpoint: Some(format!("{}/api/v1", config.public_url)),
+            token: Some(token),
+            token_expires_at: Some(rfc3339(token_expires_at)),
+            id,
+            key,
+            expires_at: rfc3339(expires_at),
+            upload: plan,
+        }),
     ))
 }
 
@@ -172,7 +186,7 @@ fn expired_error(row: &UploadRow) -> ApiError {
 
 pub(crate) async fn sign_parts(
     State(state): State<AppState>,
-    owner: Owner,
+    UploadAccess(owner): UploadAccess,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<SignParts>,
 ) -> ApiResult<Json<SignedParts>> {
@@ -247,7 +261,7 @@ pub(crate) async fn sign_parts(
 
 pub(crate) async fn status(
     State(state): State<AppState>,
-    owner: Owner,
+    UploadAccess(owner): UploadAccess,
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadStatus>> {
     let row = load(&state, &owner, &id).await?;
@@ -301,7 +315,7 @@ async fn stored_parts(state: &AppState, row: &UploadRow, upload_id: &str) -> Api
 
 pub(crate) async fn complete(
     State(state): State<AppState>,
-    owner: Owner,
+    UploadAccess(owner): UploadAccess,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Completed>> {
@@ -499,7 +513,7 @@ async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {
 
 pub(crate) async fn abort(
     State(state): State<AppState>,
-    owner: Owner,
+    UploadAccess(owner): UploadAccess,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let row = load(&state, &owner, &id).await?;
