@@ -1,5 +1,13 @@
 //! Test support: a real `upload-server` on a real port, in front of the
-//! Garage started by `scripts/test.sh` (its address comes in `TEST_S3_*`).
+//! embedded local store or of the Garage started by `scripts/test.sh` (its
+//! address comes in `TEST_S3_*`).
+//!
+//! `cargo test` on a fresh clone needs nothing installed: it runs every test
+//! on the embedded store and lists each test that needs Garage as `ignored,
+//! needs Garage: scripts/test.sh runs it` (`#[ignore = "..."]` with that
+//! text). `scripts/test.sh` starts Garage and runs them with
+//! `--include-ignored`, where a missing store fails them. In this crate
+//! `#[ignore]` means exactly that, nothing else.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -13,19 +21,20 @@ use upload_server::{AppState, ConfigBuilder, app};
 pub const JWT_SECRET: &str = "test-secret-for-integration-tests";
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: these tests need a running Garage; run them with scripts/test.sh")
-    })
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: this test needs a running Garage; run it with scripts/test.sh"))
 }
 
 /// Runs each listed `async fn(Backend)` once per backend, as
-/// `<name>::garage` and `<name>::local`, so one suite covers both.
+/// `<name>::garage` (ignored: needs Garage, see the crate's docs) and
+/// `<name>::local`, so one suite covers both.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test]
+                #[ignore = "needs Garage: scripts/test.sh runs it"]
                 async fn garage() {
                     super::$name($crate::Backend::Garage).await
                 }

@@ -9,6 +9,7 @@ fn env(name: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs Garage: scripts/test.sh runs it"]
 async fn setup_applies_what_check_reports_missing() {
     let storage = S3Storage::connect(S3Settings {
         bucket: env("TEST_S3_BUCKET"),

@@ -274,6 +274,7 @@ async fn internal_error_when_the_database_breaks_under_the_server() {
 }
 
 #[tokio::test]
+#[ignore = "needs Garage: scripts/test.sh runs it"]
 async fn storage_unavailable_when_the_store_does_not_answer() {
     let backend = Backend::Garage;
     // A port nothing listens on: bind one, then close it.

@@ -1,7 +1,8 @@
 //! The server against a real Garage and against the embedded local backend:
 //! flows, store enforcement, every error code. Every test runs on both
-//! backends (`<test>::garage` and `<test>::local`); run through
-//! `scripts/test.sh`, which starts Garage and sets `TEST_S3_*`.
+//! backends (`<test>::garage` and `<test>::local`); `cargo test` runs the
+//! local ones and lists the Garage ones as ignored, `scripts/test.sh` (which
+//! starts Garage and sets `TEST_S3_*`) runs both.
 
 mod errors;
 mod flows;

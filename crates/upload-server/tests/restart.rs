@@ -6,18 +6,35 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use upload_tests::{bytes, sha256_b64};
+use sha2::Digest as _;
 
 const MIB: usize = 1024 * 1024;
 
+/// Built by cargo for this test (an integration test of the binary's own
+/// package), so a plain `cargo test` needs nothing built beforehand.
 fn server_binary() -> PathBuf {
-    // target/debug/deps/restart-<hash> -> target/debug/upload-server
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("upload-server");
-    assert!(path.exists(), "{} is missing: run `cargo build -p upload-server` (scripts/test.sh does)", path.display());
-    path
+    PathBuf::from(env!("CARGO_BIN_EXE_upload-server"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Base64 SHA-256, as the contract carries it.
+fn sha256_b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(data))
 }
 
 struct Server {
