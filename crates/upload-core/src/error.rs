@@ -14,6 +14,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// 404: no such upload or file for this owner.
     NotFound,
+    /// 405: the path exists, the method does not (`Allow` lists the ones that do).
+    MethodNotAllowed,
     /// 413: declared size over `max_file_size`.
     FileTooLarge,
     /// 413: the API request body itself is too big.
@@ -40,10 +42,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the contract's table.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::FileTooLarge,
         ErrorCode::RequestTooLarge,
         ErrorCode::TypeNotAccepted,
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::TypeNotAccepted => "type_not_accepted",
@@ -83,6 +87,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::FileTooLarge | ErrorCode::RequestTooLarge => 413,
             ErrorCode::TypeNotAccepted => 415,
             ErrorCode::TooManyFiles | ErrorCode::InvalidState | ErrorCode::UploadIncomplete => 409,
@@ -142,6 +147,7 @@ mod tests {
             ("invalid_request", 400),
             ("unauthorized", 401),
             ("not_found", 404),
+            ("method_not_allowed", 405),
             ("file_too_large", 413),
             ("request_too_large", 413),
             ("type_not_accepted", 415),

@@ -2,13 +2,13 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use upload_core::key::content_disposition;
 use upload_core::wire::{FileDownload, FileList};
 
-use super::check_id;
+use super::{PathId, check_id};
 use crate::AppState;
 use crate::auth::Owner;
 use crate::error::{ApiError, ApiResult};
@@ -56,7 +56,7 @@ fn parse_cursor(cursor: &str) -> ApiResult<(i64, &str)> {
 pub(crate) async fn get(
     State(state): State<AppState>,
     owner: Owner,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<FileDownload>> {
     check_id(&id, "file")?;
     let row = state.db().file(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("file"))?;
@@ -69,11 +69,7 @@ pub(crate) async fn get(
     }))
 }
 
-pub(crate) async fn delete(
-    State(state): State<AppState>,
-    owner: Owner,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub(crate) async fn delete(State(state): State<AppState>, owner: Owner, PathId(id): PathId) -> ApiResult<StatusCode> {
     check_id(&id, "file")?;
     let row = state.db().file(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("file"))?;
     // The object goes first: if storage fails, the record stays and the

@@ -1,7 +1,8 @@
 //! The HTTP contract v1 (`docs/api.md`): routing, extractors, and the small handlers.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -32,12 +33,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/uploads/{id}/complete", post(uploads::complete))
         .route("/files", get(files::list))
         .route("/files/{id}", get(files::get).delete(files::delete))
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.config().request_timeout, deadline))
         .layer(cors(&state.config().cors_origins));
 
-    let mut app = Router::new().nest("/api/v1", api).route("/healthz", get(healthz));
+    let mut app = Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .method_not_allowed_fallback(method_not_allowed);
     if let Some(local) = state.local_storage() {
         let mut origins = state.config().cors_origins.clone();
         origins.push(state.config().public_url.clone());
@@ -46,10 +51,21 @@ pub(crate) fn router(state: AppState) -> Router {
     if let Some(dir) = &state.config().pkg_dir {
         app = app.nest_service("/pkg", ServeDir::new(dir));
     }
-    if let Some(dir) = &state.config().static_dir {
-        app = app.fallback_service(ServeDir::new(dir));
-    }
+    app = match &state.config().static_dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        None => app.fallback(not_found),
+    };
     app.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+/// Axum answers a known path with another method by a bare 405; this one
+/// says it in the contract's shape (axum still adds `Allow`).
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("this endpoint does not answer {method}"))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -122,16 +138,42 @@ where
     }
 }
 
+fn request_too_large() -> ApiError {
+    ApiError::new(ErrorCode::RequestTooLarge, format!("the request body is over the limit of {MAX_REQUEST_BODY} bytes"))
+}
+
+/// A raw body axum could not read (over the limit, cut short), in the
+/// contract's shape rather than axum's plain text.
+pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return request_too_large();
+    }
+    ApiError::invalid(rejection.body_text())
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            ErrorCode::RequestTooLarge,
-            format!("the request body is over the limit of {MAX_REQUEST_BODY} bytes"),
-        );
+        return request_too_large();
     }
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::invalid("expected `Content-Type: application/json`"),
         other => ApiError::invalid(other.body_text()),
+    }
+}
+
+/// The `{id}` of a path. Ids are ULIDs, so one that does not even decode
+/// (`%FF`) cannot exist: not found, in the contract's shape, where axum's own
+/// `Path` would answer a plain-text 400.
+pub(crate) struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(PathId(id)),
+            Err(_) => Err(ApiError::new(ErrorCode::NotFound, "no such upload or file")),
+        }
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use time::OffsetDateTime;
 use ulid::Ulid;
@@ -15,7 +16,7 @@ use upload_core::wire::{
 };
 use upload_core::{ErrorCode, PartPlan, plan_parts};
 
-use super::{ApiJson, check_id};
+use super::{ApiJson, PathId, body_rejection, check_id};
 use crate::AppState;
 use crate::auth::Owner;
 use crate::db::{FileRow, UploadRow};
@@ -187,7 +188,7 @@ fn expired_error(row: &UploadRow) -> ApiError {
 pub(crate) async fn sign_parts(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(request): ApiJson<SignParts>,
 ) -> ApiResult<Json<SignedParts>> {
     let row = load(&state, &owner, &id).await?;
@@ -262,7 +263,7 @@ pub(crate) async fn sign_parts(
 pub(crate) async fn status(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<UploadStatus>> {
     let row = load(&state, &owner, &id).await?;
     let pending = row.state() == UploadState::Pending;
@@ -316,9 +317,10 @@ async fn stored_parts(state: &AppState, row: &UploadRow, upload_id: &str) -> Api
 pub(crate) async fn complete(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathId(id): PathId,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Completed>> {
+    let body = body.map_err(body_rejection)?;
     // `{}` and an empty body mean the same: no parts.
     let request: CompleteUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CompleteUpload::default()
@@ -514,7 +516,7 @@ async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {
 pub(crate) async fn abort(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     let row = load(&state, &owner, &id).await?;
     match row.state() {
