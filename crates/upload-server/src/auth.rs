@@ -76,9 +76,12 @@ fn unauthorized(message: &str) -> ApiError {
 
 impl Authenticate for JwtIdentity {
     fn authenticate(&self, headers: &HeaderMap) -> Result<Owner, ApiError> {
-        let header = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
+        let mut all = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let header = all.next().ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
+        // Two are ambiguous: a proxy in front may have checked the other one.
+        if all.next().is_some() {
+            return Err(unauthorized("more than one Authorization header"));
+        }
         let token = header
             .to_str()
             .ok()
