@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +56,12 @@ fn denied(message: impl Into<String>) -> StoreError {
     refuse(StatusCode::FORBIDDEN, "AccessDenied", message)
 }
 
+/// What axum's extractors refuse (a path, query or form that does not
+/// parse), answered as the store answers everything, not in axum's plain text.
+fn bad_argument(rejection: impl std::fmt::Display) -> StoreError {
+    refuse(StatusCode::BAD_REQUEST, "InvalidArgument", rejection.to_string())
+}
+
 impl From<StorageError> for StoreError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -93,6 +101,13 @@ pub(crate) fn router(store: Arc<LocalStorage>, origins: &[String]) -> Router {
         .route("/multipart/{upload_id}/{part}", put(put_part))
         .route("/objects/{hex}", get(get_object))
         .route("/chunked/{session}", put(put_chunk))
+        .method_not_allowed_fallback(|| async {
+            refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the method is not allowed against this resource",
+            )
+        })
         // Sizes are bounded by what was signed, checked while streaming.
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
@@ -139,7 +154,11 @@ struct Allowed {
     sha256: Option<String>,
 }
 
-async fn post_form(State(store): State<Arc<LocalStorage>>, mut form: Multipart) -> Result<Response, StoreError> {
+async fn post_form(
+    State(store): State<Arc<LocalStorage>>,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, StoreError> {
+    let mut form = form.map_err(|e| refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", e.to_string()))?;
     let malformed = |e: axum::extract::multipart::MultipartError| {
         refuse(StatusCode::BAD_REQUEST, "MalformedPOSTRequest", e.body_text())
     };
@@ -347,11 +366,12 @@ struct SignedQuery {
 
 async fn put_part(
     State(store): State<Arc<LocalStorage>>,
-    Path((upload_id, part)): Path<(String, u32)>,
-    Query(query): Query<SignedQuery>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<SignedQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, StoreError> {
+    let (Path((upload_id, part)), Query(query)) = (path.map_err(bad_argument)?, query.map_err(bad_argument)?);
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     let length = query.length.ok_or_else(|| denied("no length"))?;
     let part_text = part.to_string();
@@ -405,9 +425,10 @@ async fn put_part(
 
 async fn get_object(
     State(store): State<Arc<LocalStorage>>,
-    Path(hex): Path<String>,
-    Query(query): Query<SignedQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SignedQuery>, QueryRejection>,
 ) -> Result<Response, StoreError> {
+    let (Path(hex), Query(query)) = (path.map_err(bad_argument)?, query.map_err(bad_argument)?);
     let disposition = query.disposition.unwrap_or_default();
     if !store.verify(&["GET object", &hex, &disposition, &query.expires], &query.signature) {
         return Err(denied("The request signature we calculated does not match the signature you provided"));
@@ -473,11 +494,12 @@ fn resume_incomplete(stored: u64) -> Response {
 /// moves the whole file into place.
 async fn put_chunk(
     State(store): State<Arc<LocalStorage>>,
-    Path(session): Path<String>,
-    Query(query): Query<ChunkQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ChunkQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, StoreError> {
+    let (Path(session), Query(query)) = (path.map_err(bad_argument)?, query.map_err(bad_argument)?);
     let size_text = query.size.to_string();
     if !store.verify(&["PUT chunked", &session, &size_text, &query.expires], &query.signature) {
         return Err(denied("The request signature we calculated does not match the signature you provided"));
