@@ -7,6 +7,7 @@
 mod errors;
 mod flows;
 mod hardening;
+mod hostile;
 mod names;
 mod scoped_tokens;
 mod store_enforces;
