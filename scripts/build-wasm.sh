@@ -55,8 +55,13 @@ for target in web bundler; do
   "$wasm_opt" -O3 --strip-debug --strip-producers --strip-target-features -o "$hash/upload_hash_bg.wasm.opt" "$hash/upload_hash_bg.wasm"
   mv "$hash/upload_hash_bg.wasm.opt" "$hash/upload_hash_bg.wasm"
   rm -f "$hash/package.json" "$hash/.gitignore" "$hash/README.md"
-  # npm publishes only the listed files: add the hash directory.
-  node -e 'const f=process.argv[1],p=JSON.parse(require("fs").readFileSync(f));p.files.includes("hash")||p.files.push("hash");require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' "crates/upload-wasm/$out/package.json"
+  # The LiveView/pyview `uploaders` (a plain object that loads the module on
+  # first use; see src/uploaders.js and uploaders.d.ts), exported by the entry module.
+  cp crates/upload-wasm/src/uploaders.js "crates/upload-wasm/$out/uploaders.js"
+  echo 'export { uploaders } from "./uploaders.js";' >>"crates/upload-wasm/$out/upload_wasm.js"
+  cat crates/upload-wasm/src/uploaders.d.ts >>"crates/upload-wasm/$out/upload_wasm.d.ts"
+  # npm publishes only the listed files: add the hash directory and uploaders.js.
+  node -e 'const f=process.argv[1],p=JSON.parse(require("fs").readFileSync(f));for(const n of ["hash","uploaders.js"])p.files.includes(n)||p.files.push(n);require("fs").writeFileSync(f,JSON.stringify(p,null,2)+"\n")' "crates/upload-wasm/$out/package.json"
   while IFS= read -r js; do
     "$terser" "$js" --module --compress passes=2 --mangle --keep-classnames --comments '/@ts-self-types/' -o "$js.min"
     mv "$js.min" "$js"

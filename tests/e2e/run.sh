@@ -24,3 +24,7 @@ run "$@" "$here/page.mjs" # the upload page (www/) against the embedded default
 # Chromium and a private Garage: resets, delays, the store down, a corrupted
 # part, resume after a reload.
 run "$@" "$here/faults.mjs"
+# The pyview example (examples/pyview; pyview-web and its bundled LiveView
+# client installed from PyPI into its .venv) through upload-server to Garage.
+bash "$root/examples/pyview/setup.sh"
+run "$@" "$here/pyview.mjs"

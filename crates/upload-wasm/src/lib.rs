@@ -39,7 +39,7 @@ use web_sys::Blob;
 use crate::api::Api;
 use crate::fail::{Fail, cat};
 use crate::hash::Extras;
-pub use crate::liveview::Uploaders;
+pub use crate::liveview::liveview_upload;
 use crate::policy::Retry;
 use crate::task::{Shared, Sink, Task};
 use crate::upload::{Client, Declaration};

@@ -71,7 +71,11 @@ export function installMock(options = {}) {
       const u = { id, key: `k/${id}/${body.name}`, name: body.name, size: body.size, type: body.type, meta: body.meta, plan: m.plan, state: "pending" };
       m.uploads[id] = u;
       store[u.key] = { parts: {}, object: 0, chunk: 0 };
-      return json(201, { id, key: u.key, expires_at: "2099-01-01T00:00:00Z", upload: planFor(u), complete_url: `/api/v1/uploads/${id}/complete` });
+      const upload = planFor(u);
+      return json(201, {
+        uploader: upload.uploader, id, key: u.key, expires_at: "2099-01-01T00:00:00Z", upload,
+        complete_url: `/api/v1/uploads/${id}/complete`, endpoint: API, token: `scoped-${id}`, token_expires_at: "2099-01-01T01:00:00Z",
+      });
     }
     if ((mt = path.match(/^\/uploads\/(\w+)(\/parts|\/complete)?$/))) {
       const u = m.uploads[mt[1]];
@@ -244,6 +248,17 @@ export function installMock(options = {}) {
 }
 
 // A LiveView upload entry as Phoenix hands it to an uploader.
+// What an app's server gets from POST /uploads for `file` (with its user's
+// token) and passes on to the page as a LiveView entry's meta.
+export async function createAnswer(file) {
+  const r = await fetch(`${API}/uploads`, {
+    method: "POST",
+    headers: { Authorization: "Bearer user-token", "Content-Type": "application/json" },
+    body: JSON.stringify({ name: file.name, size: file.size, type: file.type }),
+  });
+  return r.json();
+}
+
 export function makeEntry(file, meta) {
   const entry = {
     file,

@@ -340,8 +340,6 @@ pub(crate) enum Signer {
     /// This project's API (`POST /uploads/{id}/parts`); with the hash
     /// module, each part's SHA-256 is signed into its URL.
     Api { client: Rc<Client>, id: String, module: Option<HashModule> },
-    /// Presigned URLs handed over up front (a LiveView app's presigner); a 403 is final.
-    Urls(Vec<String>),
 }
 
 /// A part's signed request.
@@ -462,9 +460,7 @@ async fn put_part(run: &Rc<Run>, n: u32) -> Result<(), Fail> {
                 // store refused the bytes (checksum_mismatch): read, hash, sign again.
                 run.urls.borrow_mut()[n as usize - 1] = None;
                 run.sums.borrow_mut()[n as usize - 1] = None;
-                if matches!(*run.signer, Signer::Urls(_))
-                    || t.shared.retry.after(&fail, Retryable::Store, attempt).is_none()
-                {
+                if t.shared.retry.after(&fail, Retryable::Store, attempt).is_none() {
                     return Err(fail);
                 }
             }
@@ -478,13 +474,7 @@ async fn put_part(run: &Rc<Run>, n: u32) -> Result<(), Fail> {
 /// fetching, or from a new batch of this part and the next ones queued.
 async fn url_for(run: &Rc<Run>, n: u32, body: &Blob) -> Result<Rc<SignedUrl>, Fail> {
     let i = n as usize - 1;
-    let (client, id, module) = match &*run.signer {
-        Signer::Urls(urls) => {
-            let url = urls.get(i).ok_or_else(|| Fail::invalid("no URL for this part"))?;
-            return Ok(Rc::new(SignedUrl { url: url.clone(), headers: Vec::new() }));
-        }
-        Signer::Api { client, id, module } => (client, id, module),
-    };
+    let Signer::Api { client, id, module } = &*run.signer;
     // Checksums on: the part's SHA-256 is signed into its URL.
     if let Some(module) = module
         && run.sums.borrow()[i].is_none()
