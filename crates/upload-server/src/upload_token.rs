@@ -124,6 +124,10 @@ impl UploadTokens {
 /// The bearer token of `headers` when it is an upload-scoped one (by its
 /// header; nothing is verified here).
 pub fn scoped_bearer(headers: &HeaderMap) -> Option<&str> {
+    // Two Authorization headers are the user-identity check's to refuse.
+    if headers.get_all(axum::http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return None;
+    }
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
     let header = jsonwebtoken::decode_header(token).ok()?;
