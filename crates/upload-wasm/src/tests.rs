@@ -9,7 +9,7 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::Blob;
 
 use crate::wait::{Pool, Slot};
-use crate::{Upload, Uploader, get, liveview_upload, string as get_str};
+use crate::{Upload, Uploader, get, string as get_str};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -21,8 +21,6 @@ extern "C" {
     fn make_file(size: u32, name: &str, content_type: &str) -> Blob;
     #[wasm_bindgen(js_name = makeEntry)]
     fn make_entry(file: &Blob, meta: &JsValue) -> JsValue;
-    #[wasm_bindgen(js_name = createAnswer)]
-    fn create_answer(file: &Blob) -> Promise;
     fn until(pred: &Function, ms: u32) -> Promise;
     fn sleep(ms: u32) -> Promise;
 }
@@ -370,73 +368,6 @@ async fn several_files_share_one_concurrency_limit() {
     }
     assert_eq!(get_f64(&mock, "maxInflight"), Some(2.0));
     assert_eq!(count(&mock, "GET", "^/config$"), 1);
-}
-
-/// Waits until `entry` was told 100 or an error.
-async fn settled(entry: &JsValue) {
-    let e = entry.clone();
-    JsFuture::from(until(
-        &Closure::<dyn Fn() -> bool>::new(move || {
-            Array::from(&get(&e, "progresses")).includes(&num(100.0), 0) || Array::from(&get(&e, "errors")).length() > 0
-        })
-        .into_js_value()
-        .unchecked_into(),
-        5000,
-    ))
-    .await
-    .unwrap();
-}
-
-#[wasm_bindgen_test]
-async fn liveview_uploaders_send_and_complete_with_the_scoped_token() {
-    let _serial = serial().await;
-    for plan in ["S3", "S3Multipart", "Chunked"] {
-        let mock = install_mock(&obj(&[("plan", plan.into())]));
-        let file = make_file(450, "photo.jpg", "image/jpeg");
-        // The app's server created the upload; its answer is the entry's meta, unchanged.
-        let meta = JsFuture::from(create_answer(&file)).await.unwrap();
-        let id = get_str(&meta, "id").unwrap();
-        let entry = make_entry(&file, &meta);
-        liveview_upload(plan, Array::of1(&entry), JsValue::UNDEFINED);
-        settled(&entry).await;
-        assert_eq!(Array::from(&get(&entry, "errors")).length(), 0, "{plan}: {:?}", get(&entry, "errors"));
-        let progresses: Vec<f64> = Array::from(&get(&entry, "progresses")).iter().filter_map(|p| p.as_f64()).collect();
-        assert!(progresses.iter().all(|p| p.fract() == 0.0), "{plan}: {progresses:?}");
-        assert!(progresses.windows(2).all(|w| w[0] <= w[1]), "{plan}: {progresses:?}");
-        assert_eq!(progresses.iter().filter(|p| **p >= 100.0).count(), 1, "{plan}: {progresses:?}");
-        // /complete was the browser's, with the upload's own token, before 100.
-        let log = Array::from(&get(&mock, "log"));
-        let complete = log
-            .iter()
-            .find(|e| get_str(e, "path").as_deref() == Some(&format!("/uploads/{id}/complete")))
-            .unwrap_or_else(|| panic!("{plan}: no /complete"));
-        assert_eq!(get_str(&complete, "auth").as_deref(), Some(format!("Bearer scoped-{id}").as_str()));
-        let api_calls = log.iter().filter(|e| get_str(e, "kind").as_deref() == Some("api"));
-        assert!(api_calls.skip(1).all(|e| get_str(&e, "auth").as_deref() != Some("Bearer user-token")));
-    }
-}
-
-#[wasm_bindgen_test]
-async fn liveview_uploaders_report_failures_to_the_entry() {
-    let _serial = serial().await;
-    // Not an answer of upload-server at all.
-    install_mock(&obj(&[("plan", "S3".into())]));
-    let bad = make_entry(
-        &make_file(10, "x.jpg", "image/jpeg"),
-        &obj(&[("uploader", "S3".into()), ("url", "http://store.test/nowhere".into())]),
-    );
-    liveview_upload("S3", Array::of1(&bad), JsValue::UNDEFINED);
-    settled(&bad).await;
-    assert!(!Array::from(&get(&bad, "progresses")).includes(&num(100.0), 0));
-    // A multipart answer given to the S3 uploader.
-    install_mock(&obj(&[("plan", "S3Multipart".into())]));
-    let file = make_file(300, "y.bin", "");
-    let meta = JsFuture::from(create_answer(&file)).await.unwrap();
-    let wrong = make_entry(&file, &meta);
-    liveview_upload("S3", Array::of1(&wrong), JsValue::UNDEFINED);
-    settled(&wrong).await;
-    let errors = Array::from(&get(&wrong, "errors"));
-    assert!(errors.get(0).as_string().unwrap_or_default().contains("S3Multipart"), "{errors:?}");
 }
 
 #[wasm_bindgen_test]
