@@ -50,11 +50,10 @@ pub struct CreateUpload {
     /// on S3, keeps a composite checksum).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub part_checksums: bool,
-    /// The plan the client prefers (`S3`, `S3Multipart`, `Chunked`); the
-    /// server picks by size when absent, and refuses a plan its storage
-    /// cannot offer.
+    /// The plan the client prefers; the server picks by size when absent,
+    /// and refuses a plan its storage cannot offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uploader: Option<String>,
+    pub uploader: Option<UploaderKind>,
 }
 
 /// How the browser sends the bytes; chosen by the server.
@@ -119,7 +118,46 @@ pub enum UploaderKind {
     Chunked,
 }
 
+impl std::fmt::Display for UploaderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for UploaderKind {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UploaderKind::ALL.into_iter().find(|kind| kind.as_str() == s).ok_or_else(|| UnknownName::new("uploader", s))
+    }
+}
+
+/// A name that is not one of an enum's (a stored state or plan kind that
+/// this version does not know).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    what: &'static str,
+    name: String,
+}
+
+impl UnknownName {
+    fn new(what: &'static str, name: &str) -> Self {
+        UnknownName { what, name: name.to_owned() }
+    }
+}
+
+impl std::fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is not a known {}", self.name, self.what)
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
 impl UploaderKind {
+    /// Every kind, in the order the contract lists them.
+    pub const ALL: [UploaderKind; 3] = [UploaderKind::S3, UploaderKind::S3Multipart, UploaderKind::Chunked];
+
     /// The name as sent.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -214,6 +252,10 @@ pub enum UploadState {
 }
 
 impl UploadState {
+    /// Every state.
+    pub const ALL: [UploadState; 5] =
+        [UploadState::Pending, UploadState::Completed, UploadState::Failed, UploadState::Aborted, UploadState::Expired];
+
     /// The state as stored and sent.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -224,12 +266,19 @@ impl UploadState {
             UploadState::Expired => "expired",
         }
     }
+}
 
-    /// Parses the stored form.
-    pub fn parse(s: &str) -> Option<UploadState> {
-        [UploadState::Pending, UploadState::Completed, UploadState::Failed, UploadState::Aborted, UploadState::Expired]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+impl std::fmt::Display for UploadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for UploadState {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UploadState::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| UnknownName::new("state", s))
     }
 }
 
@@ -447,6 +496,23 @@ mod tests {
         assert_eq!(json["uploader"], "S3Multipart");
         assert_eq!(json["uploader"], json["upload"]["uploader"]);
         assert_eq!(serde_json::from_value::<CreatedUpload>(json).unwrap(), now);
+    }
+
+    #[test]
+    fn plan_kinds_and_states_keep_their_wire_names() {
+        for kind in UploaderKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<UploaderKind>(), Ok(kind));
+        }
+        for state in UploadState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(state.as_str().parse::<UploadState>(), Ok(state));
+        }
+        let req: CreateUpload = serde_json::from_str(r#"{"name": "a", "size": 1, "uploader": "Chunked"}"#).unwrap();
+        assert_eq!(req.uploader, Some(UploaderKind::Chunked));
+        assert!(serde_json::from_str::<CreateUpload>(r#"{"name": "a", "size": 1, "uploader": "s3"}"#).is_err());
+        assert!("s3".parse::<UploaderKind>().unwrap_err().to_string().contains("`s3`"));
+        assert!("Pending".parse::<UploadState>().is_err());
     }
 
     #[test]

@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
-use upload_core::wire::{FileRecord, UploadState};
+use upload_core::wire::{FileRecord, UploadState, UploaderKind};
 
+use crate::id::UploadId;
+pub use crate::plan::StoredPlan;
 use crate::time_util::rfc3339;
 
 /// A handle on the metadata store; cheap to clone.
@@ -53,10 +55,10 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 const MAX_BATCH: usize = 256;
 
 /// An upload as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UploadRow {
-    /// Upload id (ULID).
-    pub id: String,
+    /// Upload id.
+    pub id: UploadId,
     /// Owner id.
     pub owner: String,
     /// Object key.
@@ -64,25 +66,17 @@ pub struct UploadRow {
     /// Sanitised name.
     pub name: String,
     /// Declared size.
-    pub size: i64,
+    pub size: u64,
     /// Declared, normalised content type.
     pub content_type: String,
     /// Declared base64 SHA-256.
     pub sha256: Option<String>,
     /// JSON object of strings.
     pub meta: String,
-    /// `S3`, `S3Multipart` or `Chunked`.
-    pub uploader: String,
-    /// The store's multipart upload id.
-    pub multipart_upload_id: Option<String>,
-    /// Every part must be signed with its SHA-256.
-    pub part_checksums: bool,
-    /// Part size, for multipart.
-    pub part_size: Option<i64>,
-    /// Part count, for multipart.
-    pub part_count: Option<i64>,
+    /// How the bytes are sent, with what the store made for it.
+    pub plan: StoredPlan,
     /// Lifecycle state.
-    pub state: String,
+    pub state: UploadState,
     /// Unix milliseconds.
     pub created_at: i64,
     /// Unix milliseconds.
@@ -90,23 +84,83 @@ pub struct UploadRow {
 }
 
 impl UploadRow {
-    /// The state, parsed.
-    pub fn state(&self) -> UploadState {
-        // The CHECK constraint of the table admits only known states.
-        UploadState::parse(&self.state).unwrap_or(UploadState::Failed)
-    }
-
     /// The meta map, parsed.
     pub fn meta(&self) -> BTreeMap<String, String> {
         serde_json::from_str(&self.meta).unwrap_or_default()
     }
 }
 
+/// A column that holds something this version cannot represent.
+fn bad_column(column: &str, source: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(source) }
+}
+
+/// Why a row's plan columns do not make a plan.
+#[derive(Debug, thiserror::Error)]
+#[error("the plan columns of a {0} upload are incomplete")]
+struct IncompletePlan(UploaderKind);
+
+impl<'r> FromRow<'r, SqliteRow> for UploadRow {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        let kind: UploaderKind = row.try_get::<&str, _>("uploader")?.parse().map_err(|e| bad_column("uploader", e))?;
+        let plan = match kind {
+            UploaderKind::S3 => StoredPlan::S3,
+            UploaderKind::S3Multipart => {
+                let upload_id: Option<String> = row.try_get("multipart_upload_id")?;
+                let part_size: Option<i64> = row.try_get("part_size")?;
+                let part_count: Option<i64> = row.try_get("part_count")?;
+                let (Some(upload_id), Some(part_size), Some(part_count)) = (upload_id, part_size, part_count) else {
+                    return Err(bad_column("multipart_upload_id", IncompletePlan(kind)));
+                };
+                StoredPlan::S3Multipart {
+                    upload_id,
+                    part_size: part_size as u64,
+                    part_count: part_count as u32,
+                    part_checksums: row.try_get("part_checksums")?,
+                }
+            }
+            UploaderKind::Chunked => StoredPlan::Chunked {
+                session: row
+                    .try_get::<Option<String>, _>("chunked_session")?
+                    .ok_or_else(|| bad_column("chunked_session", IncompletePlan(kind)))?,
+            },
+        };
+        Ok(UploadRow {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            object_key: row.try_get("object_key")?,
+            name: row.try_get("name")?,
+            size: row.try_get::<i64, _>("size")? as u64,
+            content_type: row.try_get("content_type")?,
+            sha256: row.try_get("sha256")?,
+            meta: row.try_get("meta")?,
+            plan,
+            state: row.try_get::<&str, _>("state")?.parse().map_err(|e| bad_column("state", e))?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }
+}
+
+/// The plan's columns: `multipart_upload_id`, `part_size`, `part_count`,
+/// `part_checksums`, `chunked_session`.
+type PlanColumns<'a> = (Option<&'a str>, Option<i64>, Option<i64>, bool, Option<&'a str>);
+
+fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
+    match plan {
+        StoredPlan::S3 => (None, None, None, false, None),
+        StoredPlan::S3Multipart { upload_id, part_size, part_count, part_checksums } => {
+            (Some(upload_id), Some(*part_size as i64), Some(i64::from(*part_count)), *part_checksums, None)
+        }
+        StoredPlan::Chunked { session } => (None, None, None, false, Some(session)),
+    }
+}
+
 /// A file as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FileRow {
-    /// File id.
-    pub id: String,
+    /// File id (the id of the upload that made it).
+    pub id: UploadId,
     /// Owner id.
     pub owner: String,
     /// Object key.
@@ -131,7 +185,7 @@ impl FileRow {
         FileRecord {
             meta: serde_json::from_str(&self.meta).unwrap_or_default(),
             created_at: rfc3339(self.created_at),
-            id: self.id,
+            id: self.id.to_string(),
             name: self.name,
             size: self.size as u64,
             content_type: self.content_type,
@@ -143,7 +197,7 @@ impl FileRow {
 }
 
 const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-    multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at";
+    multipart_upload_id, part_checksums, part_size, part_count, chunked_session, state, created_at, expires_at";
 const FILE_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, created_at";
 
 impl Db {
@@ -205,7 +259,7 @@ impl Db {
     }
 
     /// One upload of this owner.
-    pub async fn upload(&self, owner: &str, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
+    pub async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
@@ -214,7 +268,7 @@ impl Db {
     }
 
     /// Moves a pending upload to `to`. Returns false when it was no longer pending.
-    pub async fn finish_pending(&self, id: &str, to: UploadState, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn finish_pending(&self, id: &UploadId, to: UploadState, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND state = 'pending'")
             .bind(to.as_str())
             .bind(now_ms)
@@ -242,7 +296,7 @@ impl Db {
     }
 
     /// One file of this owner.
-    pub async fn file(&self, owner: &str, id: &str) -> Result<Option<FileRow>, sqlx::Error> {
+    pub async fn file(&self, owner: &str, id: &UploadId) -> Result<Option<FileRow>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
@@ -273,7 +327,7 @@ impl Db {
     }
 
     /// Deletes a file record. Returns whether there was one.
-    pub async fn delete_file(&self, owner: &str, id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("DELETE FROM files WHERE id = ? AND owner = ?")
             .bind(id)
             .bind(owner)
@@ -296,7 +350,7 @@ impl Db {
     /// Claims an overdue pending upload for cleanup (pending -> expired,
     /// cleanup pending). Returns false when another request or instance got
     /// there first.
-    pub async fn claim_expired(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE uploads SET state = 'expired', cleanup_pending = 1, updated_at = ? WHERE id = ? AND state = 'pending'",
         )
@@ -319,7 +373,7 @@ impl Db {
     }
 
     /// Re-claims a stale cleanup (compare-and-set on its timestamp).
-    pub async fn touch_cleanup(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn touch_cleanup(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done =
             sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ? AND cleanup_pending = 1 AND updated_at < ?")
                 .bind(now_ms)
@@ -331,7 +385,7 @@ impl Db {
     }
 
     /// Marks an upload's storage clean.
-    pub async fn finish_cleanup(&self, id: &str) -> Result<(), sqlx::Error> {
+    pub async fn finish_cleanup(&self, id: &UploadId) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.write).await?;
         Ok(())
     }
@@ -532,23 +586,26 @@ async fn insert_batch_in(conn: &mut sqlx::SqliteConnection, batch: &[InsertJob])
     }
     let mut insert = QueryBuilder::new(
         "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-         multipart_upload_id, part_checksums, part_size, part_count, state, created_at, expires_at, updated_at) ",
+         multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
+         updated_at) ",
     );
     insert.push_values(rows, |mut values, row| {
+        let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
         values
             .push_bind(&row.id)
             .push_bind(&row.owner)
             .push_bind(&row.object_key)
             .push_bind(&row.name)
-            .push_bind(row.size)
+            .push_bind(row.size as i64)
             .push_bind(&row.content_type)
             .push_bind(&row.sha256)
             .push_bind(&row.meta)
-            .push_bind(&row.uploader)
-            .push_bind(&row.multipart_upload_id)
-            .push_bind(row.part_checksums)
-            .push_bind(row.part_size)
-            .push_bind(row.part_count)
+            .push_bind(row.plan.kind().as_str())
+            .push_bind(upload_id)
+            .push_bind(part_size)
+            .push_bind(part_count)
+            .push_bind(part_checksums)
+            .push_bind(session)
             .push_bind(UploadState::Pending.as_str())
             .push_bind(row.created_at)
             .push_bind(row.expires_at)
@@ -564,22 +621,23 @@ mod tests {
     use super::*;
     use sqlx::Connection as _;
 
-    fn pending_row(id: &str) -> UploadRow {
+    /// A fixed id: `tail` padded to a ULID with zeros.
+    fn id(tail: &str) -> UploadId {
+        UploadId::parse(&format!("{tail:0>26}")).expect("a ULID")
+    }
+
+    fn pending_row(tail: &str) -> UploadRow {
         UploadRow {
-            id: id.to_owned(),
+            id: id(tail),
             owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{id}/a.bin"),
+            object_key: format!("uploads/alice/{tail}/a.bin"),
             name: "a.bin".to_owned(),
             size: 1,
             content_type: "application/octet-stream".to_owned(),
             sha256: None,
             meta: "{}".to_owned(),
-            uploader: "S3".to_owned(),
-            multipart_upload_id: None,
-            part_checksums: false,
-            part_size: None,
-            part_count: None,
-            state: "pending".to_owned(),
+            plan: StoredPlan::S3,
+            state: UploadState::Pending,
             created_at: 1,
             expires_at: i64::MAX,
         }
@@ -609,7 +667,7 @@ mod tests {
         assert!(!insert.is_finished(), "the insert must wait for the other writer");
         sqlx::query("COMMIT").execute(&mut other).await.unwrap();
         assert!(insert.await.unwrap().expect("recorded once the other writer is done"));
-        assert!(db.upload("alice", "01B").await.unwrap().is_some());
+        assert!(db.upload("alice", &id("01B")).await.unwrap().is_some());
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
     }
 
@@ -621,7 +679,7 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
         assert!(db.insert_upload(pending_row("01C"), 100, 2).await.unwrap());
         let file = |owner: &str| FileRow {
-            id: "01C".to_owned(),
+            id: id("01C"),
             owner: owner.to_owned(),
             object_key: "uploads/alice/01C/a.bin".to_owned(),
             name: "a.bin".to_owned(),
@@ -632,21 +690,21 @@ mod tests {
             created_at: 3,
         };
         assert!(!db.complete(&file("mallory"), 3).await.unwrap(), "another owner's upload");
-        assert!(db.file("mallory", "01C").await.unwrap().is_none());
+        assert!(db.file("mallory", &id("01C")).await.unwrap().is_none());
         assert!(db.complete(&file("alice"), 3).await.unwrap());
         assert!(!db.complete(&file("alice"), 4).await.unwrap(), "no longer pending");
-        assert_eq!(db.file("alice", "01C").await.unwrap().unwrap().created_at, 3);
-        assert_eq!(db.upload("alice", "01C").await.unwrap().unwrap().state(), UploadState::Completed);
+        assert_eq!(db.file("alice", &id("01C")).await.unwrap().unwrap().created_at, 3);
+        assert_eq!(db.upload("alice", &id("01C")).await.unwrap().unwrap().state, UploadState::Completed);
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 0);
         // The connection is not left inside a transaction: the next write works.
         assert!(db.insert_upload(pending_row("01D"), 100, 2).await.unwrap());
     }
 
-    fn completed_file(id: &str) -> FileRow {
+    fn completed_file(tail: &str) -> FileRow {
         FileRow {
-            id: id.to_owned(),
+            id: id(tail),
             owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{id}/a.bin"),
+            object_key: format!("uploads/alice/{tail}/a.bin"),
             name: "a.bin".to_owned(),
             size: 1,
             content_type: "application/octet-stream".to_owned(),
@@ -679,11 +737,11 @@ mod tests {
 
         // Later writes succeed and persist (readers see them).
         assert!(db.insert_upload(pending_row("01K"), 100, 2).await.unwrap());
-        assert!(db.finish_pending("01J", UploadState::Aborted, 4).await.unwrap());
-        assert!(db.upload("alice", "01K").await.unwrap().is_some(), "the insert was rolled back");
-        assert_eq!(db.upload("alice", "01J").await.unwrap().unwrap().state(), UploadState::Aborted);
-        let upload = db.upload("alice", "01H").await.unwrap().unwrap().state();
-        let file = db.file("alice", "01H").await.unwrap();
+        assert!(db.finish_pending(&id("01J"), UploadState::Aborted, 4).await.unwrap());
+        assert!(db.upload("alice", &id("01K")).await.unwrap().is_some(), "the insert was rolled back");
+        assert_eq!(db.upload("alice", &id("01J")).await.unwrap().unwrap().state, UploadState::Aborted);
+        let upload = db.upload("alice", &id("01H")).await.unwrap().unwrap().state;
+        let file = db.file("alice", &id("01H")).await.unwrap();
         assert_eq!(upload == UploadState::Completed, file.is_some(), "{upload:?} with file {file:?}");
         // The write lock is free: another connection takes it at once.
         sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut other).await.unwrap();
@@ -699,8 +757,38 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
         db.ping().await.unwrap();
         db.write.close().await;
-        assert!(db.upload("alice", "01A").await.is_ok(), "reads still work");
+        assert!(db.upload("alice", &id("01A")).await.is_ok(), "reads still work");
         assert!(db.ping().await.is_err());
+    }
+
+    /// Every plan comes back as it went in, and the table refuses a row
+    /// whose columns do not fit its plan (here a Chunked session kept where
+    /// a multipart upload id goes, as earlier versions did).
+    #[tokio::test]
+    async fn plans_round_trip_and_impossible_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let plans = [
+            StoredPlan::S3,
+            StoredPlan::S3Multipart { upload_id: "m-1".into(), part_size: 5, part_count: 3, part_checksums: true },
+            StoredPlan::Chunked { session: "s-1".into() },
+        ];
+        for (n, plan) in plans.into_iter().enumerate() {
+            let mut row = pending_row(&format!("P{n}"));
+            row.plan = plan.clone();
+            assert!(db.insert_upload(row, 100, 2).await.unwrap());
+            assert_eq!(db.upload("alice", &id(&format!("P{n}"))).await.unwrap().unwrap().plan, plan);
+        }
+        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let refused = sqlx::query(
+            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, meta, uploader, \
+             multipart_upload_id, state, created_at, expires_at, updated_at) \
+             VALUES ('X', 'alice', 'k', 'a', 1, 't', '{}', 'Chunked', 's-2', 'pending', 1, 2, 1)",
+        )
+        .execute(&mut raw)
+        .await;
+        assert!(refused.unwrap_err().to_string().contains("do not fit"));
     }
 
     /// A batch that fails part way (here a second row on the same key) is
@@ -713,7 +801,7 @@ mod tests {
         let mut clash = pending_row("01F");
         clash.object_key = pending_row("01E").object_key;
         assert!(db.insert_upload(clash, 100, 2).await.is_err());
-        assert!(db.upload("alice", "01F").await.unwrap().is_none());
+        assert!(db.upload("alice", &id("01F")).await.unwrap().is_none());
         assert!(db.insert_upload(pending_row("01G"), 100, 2).await.unwrap());
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
     }

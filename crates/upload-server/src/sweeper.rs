@@ -14,7 +14,6 @@ use upload_core::wire::UploadState;
 
 use crate::AppState;
 use crate::db::UploadRow;
-use crate::storage::StorageError;
 use crate::time_util::now_ms;
 
 /// Uploads handled per batch.
@@ -68,22 +67,15 @@ pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport
 }
 
 async fn clean(state: &AppState, row: &UploadRow, report: &mut SweepReport) -> Result<(), sqlx::Error> {
-    let result: Result<(), StorageError> = async {
-        if let Some(upload_id) = &row.multipart_upload_id {
-            state.storage().abort_multipart(&row.object_key, upload_id).await?;
-        }
-        state.storage().delete(&row.object_key).await
-    }
-    .await;
-    match result {
+    match row.plan.discard(state.storage(), &row.object_key).await {
         Ok(()) => {
             state.db().finish_cleanup(&row.id).await?;
             report.cleaned += 1;
-            tracing::info!(id = row.id, state = UploadState::Expired.as_str(), "abandoned upload cleaned up");
+            tracing::info!(id = %row.id, state = UploadState::Expired.as_str(), "abandoned upload cleaned up");
         }
         Err(e) => {
             report.failed += 1;
-            tracing::warn!(id = row.id, error = %e, "cleanup failed; will retry");
+            tracing::warn!(id = %row.id, error = %e, "cleanup failed; will retry");
         }
     }
     Ok(())

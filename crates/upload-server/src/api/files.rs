@@ -8,7 +8,7 @@ use serde::Deserialize;
 use upload_core::key::content_disposition;
 use upload_core::wire::{FileDownload, FileList};
 
-use super::{PathId, check_id};
+use super::{PathId, parse_id};
 use crate::AppState;
 use crate::auth::Owner;
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +49,7 @@ fn parse_cursor(cursor: &str) -> ApiResult<(i64, &str)> {
     cursor
         .split_once('.')
         .and_then(|(ms, id)| Some((ms.parse().ok()?, id)))
-        .filter(|(_, id)| check_id(id, "file").is_ok())
+        .filter(|(_, id)| parse_id(id, "file").is_ok())
         .ok_or_else(|| ApiError::invalid("cursor is not one this server gave out"))
 }
 
@@ -58,7 +58,7 @@ pub(crate) async fn get(
     owner: Owner,
     PathId(id): PathId,
 ) -> ApiResult<Json<FileDownload>> {
-    check_id(&id, "file")?;
+    let id = parse_id(&id, "file")?;
     let row = state.db().file(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("file"))?;
     let ttl = state.config().url_ttl;
     let signed = state.storage().presign_get(&row.object_key, &content_disposition(&row.name), ttl).await?;
@@ -70,7 +70,7 @@ pub(crate) async fn get(
 }
 
 pub(crate) async fn delete(State(state): State<AppState>, owner: Owner, PathId(id): PathId) -> ApiResult<StatusCode> {
-    check_id(&id, "file")?;
+    let id = parse_id(&id, "file")?;
     let row = state.db().file(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("file"))?;
     // The object goes first: if storage fails, the record stays and the
     // client can try again; a record never points at nothing for long.

@@ -16,6 +16,7 @@ use upload_core::wire::ClientConfig;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::id::UploadId;
 
 mod files;
 mod uploads;
@@ -178,12 +179,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 }
 
 /// Ids are ULIDs; anything else cannot exist, so it is simply not found.
-fn check_id(id: &str, what: &str) -> ApiResult<()> {
-    if id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(what))
-    }
+fn parse_id(id: &str, what: &str) -> ApiResult<UploadId> {
+    UploadId::parse(id).ok_or_else(|| ApiError::not_found(what))
 }
 
 #[cfg(test)]

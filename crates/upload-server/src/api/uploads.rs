@@ -1,6 +1,7 @@
 //! `POST /uploads`, parts, status, complete and abort.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,26 +9,25 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use time::OffsetDateTime;
-use ulid::Ulid;
 use upload_core::key::{KeyDate, object_key, sanitize_filename};
 use upload_core::wire::{
     CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, MAX_PARTS_PER_SIGN_REQUEST, SignParts,
-    SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, check_meta, is_base64_sha256,
+    SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, UploaderKind, check_meta,
+    is_base64_sha256,
 };
 use upload_core::{ErrorCode, PartPlan, plan_parts};
 
-use super::{ApiJson, PathId, body_rejection, check_id};
+use super::{ApiJson, PathId, body_rejection, parse_id};
 use crate::AppState;
 use crate::auth::Owner;
+use crate::config::Config;
 use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
+use crate::id::UploadId;
+use crate::plan::StoredPlan;
 use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
 use crate::time_util::{datetime, now_ms, rfc3339};
 use crate::upload_token::UploadAccess;
-
-const S3: &str = "S3";
-const S3_MULTIPART: &str = "S3Multipart";
-const CHUNKED: &str = "Chunked";
 
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -35,99 +35,36 @@ pub(crate) async fn create(
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> ApiResult<(StatusCode, Json<CreatedUpload>)> {
     let config = state.config();
-    let content_type = config.constraints.check(&request.name, request.size, &request.content_type)?;
-    check_meta(&request.meta).map_err(ApiError::invalid)?;
-    if let Some(sha256) = &request.sha256
-        && !is_base64_sha256(sha256)
-    {
-        return Err(ApiError::invalid("sha256 must be the base64 of a 32-byte SHA-256 digest"));
-    }
+    let content_type = check_declaration(config, &request)?;
+    let kind = choose_plan(config, &request)?;
+    let id = UploadId::new();
+    let key = new_key(&owner, &id, &request)?;
     let now = now_ms();
-
-    let id = Ulid::new().to_string();
-    let today = OffsetDateTime::now_utc().date();
-    let date = KeyDate { year: today.year(), month: today.month() as u8, day: today.day() };
-    let key = object_key(&owner.0, date, &id, &request.name)
-        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "owner id is not usable"))?;
-    let uploader = match request.uploader.as_deref() {
-        None => {
-            if request.size >= config.multipart_threshold {
-                S3_MULTIPART
-            } else {
-                S3
-            }
-        }
-        Some(S3) if request.size > upload_core::MAX_PART_SIZE => {
-            return Err(ApiError::invalid("a single POST carries at most 5 GiB; use S3Multipart"));
-        }
-        Some(S3) => S3,
-        Some(S3_MULTIPART) => S3_MULTIPART,
-        Some(CHUNKED) => CHUNKED,
-        Some(other) => {
-            return Err(ApiError::invalid(format!("uploader `{other}` is not one of S3, S3Multipart, Chunked")));
-        }
-    };
-    let multipart = uploader == S3_MULTIPART;
     // Part and chunk URLs are signed for as long as the upload may take.
-    let window = if uploader == S3 { config.url_ttl } else { config.multipart_window };
-    let expires_at = now + window.as_millis() as i64;
-
-    let mut row = UploadRow {
+    let window = if kind == UploaderKind::S3 { config.url_ttl } else { config.multipart_window };
+    let stored = open_plan(&state, &owner, &request, kind, &key, &content_type, now).await?;
+    let row = UploadRow {
         id: id.clone(),
         owner: owner.0.clone(),
         object_key: key.clone(),
         name: sanitize_filename(&request.name),
-        size: request.size as i64,
+        size: request.size,
         content_type,
         sha256: request.sha256.clone(),
         meta: serde_json::to_string(&request.meta).map_err(ApiError::internal)?,
-        uploader: S3.to_owned(),
-        multipart_upload_id: None,
-        part_checksums: false,
-        part_size: None,
-        part_count: None,
-        state: UploadState::Pending.as_str().to_owned(),
+        plan: stored,
+        state: UploadState::Pending,
         created_at: now,
-        expires_at,
+        expires_at: now + window.as_millis() as i64,
     };
-    let plan = if multipart {
-        let parts = plan_parts(request.size, config.part_size)
-            .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
-        // Refuse before the store does work; the insert below re-checks atomically.
-        config.constraints.check_count(state.db().count_pending(&owner.0, now, config.constraints.max_files).await?)?;
-        let upload_id = state.storage().create_multipart(&key, &row.content_type, request.part_checksums).await?;
-        row.part_checksums = request.part_checksums;
-        row.uploader = S3_MULTIPART.to_owned();
-        row.multipart_upload_id = Some(upload_id.clone());
-        row.part_size = Some(parts.part_size as i64);
-        row.part_count = Some(i64::from(parts.part_count));
-        UploadPlan::S3Multipart { upload_id, part_size: parts.part_size, part_count: parts.part_count }
-    } else if uploader == CHUNKED {
-        let session = match state.storage().create_chunked(&key, &row.content_type, request.size).await {
-            Err(StorageError::NotSupported(what)) => {
-                return Err(ApiError::invalid(format!("{what} are not offered by this storage backend")));
-            }
-            other => other?,
-        };
-        row.uploader = CHUNKED.to_owned();
-        row.multipart_upload_id = Some(session);
-        chunked_plan(&state, &row).await?
-    } else {
-        post_plan(&state, &row).await?
-    };
-
-    let multipart_upload_id = row.multipart_upload_id.clone();
-    if !state.db().insert_upload(row, config.constraints.max_files, now).await? {
-        if let Some(upload_id) = &multipart_upload_id {
-            state.storage().abort_multipart(&key, upload_id).await?;
-        }
-        config.constraints.check_count(u64::from(config.constraints.max_files))?;
-    }
-    tracing::debug!(id, owner = owner.0, size = request.size, uploader, "upload signed");
+    let plan = signed_plan(&state, &row).await?;
+    let expires_at = row.expires_at;
+    record(&state, row, now).await?;
+    tracing::debug!(%id, owner = owner.0, size = request.size, uploader = %kind, "upload signed");
     // The browser may finish (complete, or read the status) a little after
     // the window closes, as the API allows; the token outlives it by one TTL.
     let token_expires_at = expires_at + config.url_ttl.as_millis() as i64;
-    let token = state.upload_tokens().issue(&id, &owner.0, token_expires_at);
+    let token = state.upload_tokens().issue(id.as_str(), &owner.0, token_expires_at);
     Ok((
         StatusCode::CREATED,
         Json(CreatedUpload {
@@ -136,7 +73,7 @@ pub(crate) async fn create(
             endpoint: Some(format!("{}/api/v1", config.public_url)),
             token: Some(token),
             token_expires_at: Some(rfc3339(token_expires_at)),
-            id,
+            id: id.to_string(),
             key,
             expires_at: rfc3339(expires_at),
             upload: plan,
@@ -144,37 +81,137 @@ pub(crate) async fn create(
     ))
 }
 
-async fn post_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan> {
-    let form = state
-        .storage()
-        .presign_post(&PostTarget {
-            key: &row.object_key,
-            content_type: &row.content_type,
-            size: row.size as u64,
-            sha256: row.sha256.as_deref(),
-            expires_at: datetime(row.expires_at),
-        })
-        .await?;
-    Ok(UploadPlan::S3 { method: "POST".to_owned(), url: form.url, fields: form.fields })
+/// Refuses a declaration the constraints or the contract do not allow;
+/// returns the normalised content type.
+fn check_declaration(config: &Config, request: &CreateUpload) -> ApiResult<String> {
+    let content_type = config.constraints.check(&request.name, request.size, &request.content_type)?;
+    check_meta(&request.meta).map_err(ApiError::invalid)?;
+    if let Some(sha256) = &request.sha256
+        && !is_base64_sha256(sha256)
+    {
+        return Err(ApiError::invalid("sha256 must be the base64 of a 32-byte SHA-256 digest"));
+    }
+    Ok(content_type)
 }
 
-async fn chunked_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan> {
-    let session = row.multipart_upload_id.as_deref().unwrap_or_default();
-    let signed = state.storage().presign_chunked(session, row.size as u64, datetime(row.expires_at)).await?;
-    Ok(UploadPlan::Chunked { url: signed.url, chunk_size: state.config().part_size, headers: signed.headers })
+/// The plan the client asked for, or the one its size calls for.
+fn choose_plan(config: &Config, request: &CreateUpload) -> ApiResult<UploaderKind> {
+    match request.uploader {
+        None if request.size >= config.multipart_threshold => Ok(UploaderKind::S3Multipart),
+        None => Ok(UploaderKind::S3),
+        Some(UploaderKind::S3) if request.size > upload_core::MAX_PART_SIZE => {
+            Err(ApiError::invalid("a single POST carries at most 5 GiB; use S3Multipart"))
+        }
+        Some(kind) => Ok(kind),
+    }
+}
+
+/// `uploads/<owner>/<yyyy>/<mm>/<dd>/<id>/<safe-name>` for today.
+fn new_key(owner: &Owner, id: &UploadId, request: &CreateUpload) -> ApiResult<String> {
+    let today = OffsetDateTime::now_utc().date();
+    let date = KeyDate { year: today.year(), month: today.month() as u8, day: today.day() };
+    object_key(&owner.0, date, id.as_str(), &request.name)
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "owner id is not usable"))
+}
+
+/// What the store must make before the browser can send a byte: a
+/// multipart upload, a chunked session, or nothing for a single POST.
+async fn open_plan(
+    state: &AppState,
+    owner: &Owner,
+    request: &CreateUpload,
+    kind: UploaderKind,
+    key: &str,
+    content_type: &str,
+    now: i64,
+) -> ApiResult<StoredPlan> {
+    match kind {
+        UploaderKind::S3 => Ok(StoredPlan::S3),
+        UploaderKind::S3Multipart => {
+            let config = state.config();
+            let parts = plan_parts(request.size, config.part_size)
+                .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
+            // Refuse before the store does work; the insert re-checks atomically.
+            let pending = state.db().count_pending(&owner.0, now, config.constraints.max_files).await?;
+            config.constraints.check_count(pending)?;
+            let upload_id = state.storage().create_multipart(key, content_type, request.part_checksums).await?;
+            Ok(StoredPlan::S3Multipart {
+                upload_id,
+                part_size: parts.part_size,
+                part_count: parts.part_count,
+                part_checksums: request.part_checksums,
+            })
+        }
+        UploaderKind::Chunked => match state.storage().create_chunked(key, content_type, request.size).await {
+            Ok(session) => Ok(StoredPlan::Chunked { session }),
+            Err(StorageError::NotSupported(what)) => {
+                Err(ApiError::invalid(format!("{what} are not offered by this storage backend")))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Records the pending upload unless its owner has too many; then what the
+/// store made for it is dropped and the answer is `too_many_files`.
+async fn record(state: &AppState, row: UploadRow, now: i64) -> ApiResult<()> {
+    let max_files = state.config().constraints.max_files;
+    let (key, plan) = (row.object_key.clone(), row.plan.clone());
+    if !state.db().insert_upload(row, max_files, now).await? {
+        plan.release(state.storage(), &key).await?;
+        state.config().constraints.check_count(u64::from(max_files))?;
+    }
+    Ok(())
+}
+
+/// The plan as the browser needs it, with fresh signatures.
+async fn signed_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan> {
+    Ok(match &row.plan {
+        StoredPlan::S3 => {
+            let form = state
+                .storage()
+                .presign_post(&PostTarget {
+                    key: &row.object_key,
+                    content_type: &row.content_type,
+                    size: row.size,
+                    sha256: row.sha256.as_deref(),
+                    expires_at: datetime(row.expires_at),
+                })
+                .await?;
+            UploadPlan::S3 { method: "POST".to_owned(), url: form.url, fields: form.fields }
+        }
+        StoredPlan::S3Multipart { .. } => unsigned_plan(state.config(), &row.plan),
+        StoredPlan::Chunked { session } => {
+            let signed = state.storage().presign_chunked(session, row.size, datetime(row.expires_at)).await?;
+            UploadPlan::Chunked { url: signed.url, chunk_size: state.config().part_size, headers: signed.headers }
+        }
+    })
+}
+
+/// The plan without signatures, once nothing may be sent any more.
+fn unsigned_plan(config: &Config, plan: &StoredPlan) -> UploadPlan {
+    match plan {
+        StoredPlan::S3 => UploadPlan::S3 { method: "POST".to_owned(), url: String::new(), fields: BTreeMap::new() },
+        StoredPlan::S3Multipart { upload_id, part_size, part_count, .. } => {
+            UploadPlan::S3Multipart { upload_id: upload_id.clone(), part_size: *part_size, part_count: *part_count }
+        }
+        StoredPlan::Chunked { .. } => {
+            UploadPlan::Chunked { url: String::new(), chunk_size: config.part_size, headers: BTreeMap::new() }
+        }
+    }
 }
 
 async fn load(state: &AppState, owner: &Owner, id: &str) -> ApiResult<UploadRow> {
-    check_id(id, "upload")?;
-    state.db().upload(&owner.0, id).await?.ok_or_else(|| ApiError::not_found("upload"))
+    let id = parse_id(id, "upload")?;
+    state.db().upload(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("upload"))
 }
 
 /// Refuses anything but a pending upload, with the code its state calls for.
 fn require_pending(row: &UploadRow) -> ApiResult<()> {
-    match row.state() {
+    match row.state {
         UploadState::Pending => Ok(()),
         UploadState::Expired => Err(ApiError::new(ErrorCode::UploadExpired, "the upload expired and was cleaned up")),
-        other => Err(ApiError::invalid_state(format!("the upload is {}", other.as_str()))),
+        other => Err(ApiError::invalid_state(format!("the upload is {other}"))),
     }
 }
 
@@ -193,53 +230,18 @@ pub(crate) async fn sign_parts(
 ) -> ApiResult<Json<SignedParts>> {
     let row = load(&state, &owner, &id).await?;
     require_pending(&row)?;
-    let (Some(upload_id), Some(part_count)) = (&row.multipart_upload_id, row.part_count) else {
-        return Err(ApiError::invalid_state(format!("the upload's plan is {}, not S3Multipart", row.uploader)));
+    let StoredPlan::S3Multipart { upload_id, part_size, part_count, part_checksums } = &row.plan else {
+        return Err(ApiError::invalid_state(format!("the upload's plan is {}, not S3Multipart", row.plan.kind())));
     };
     let now = now_ms();
     if now >= row.expires_at {
         return Err(expired_error(&row));
     }
-    if request.part_numbers.is_empty() || request.part_numbers.len() > MAX_PARTS_PER_SIGN_REQUEST {
-        return Err(ApiError::invalid(format!("part_numbers must hold 1 to {MAX_PARTS_PER_SIGN_REQUEST} numbers")));
-    }
-    let mut seen = BTreeSet::new();
-    for &n in &request.part_numbers {
-        if n == 0 || i64::from(n) > part_count {
-            return Err(ApiError::invalid(format!("part number {n} is outside 1..={part_count}")));
-        }
-        if !seen.insert(n) {
-            return Err(ApiError::invalid(format!("part number {n} is asked for twice")));
-        }
-    }
-    if row.part_checksums
-        && let Some(n) = request.part_numbers.iter().find(|n| !request.sha256.contains_key(n))
-    {
-        return Err(ApiError::invalid(format!(
-            "this upload was created with part_checksums: give the sha256 of part {n}"
-        )));
-    }
-    for (n, sha256) in &request.sha256 {
-        if !seen.contains(n) {
-            return Err(ApiError::invalid(format!("sha256 given for part {n}, which is not in part_numbers")));
-        }
-        if !is_base64_sha256(sha256) {
-            return Err(ApiError::invalid(format!("sha256 of part {n} is not the base64 of a SHA-256 digest")));
-        }
-    }
-    // A URL never outlives the upload's window, and one that would live
-    // under a second is of no use (SigV4 counts whole seconds).
-    let ttl = state.config().url_ttl.min(std::time::Duration::from_secs(((row.expires_at - now) / 1000) as u64));
-    if ttl.is_zero() {
-        return Err(expired_error(&row));
-    }
+    check_part_request(&request, *part_count, *part_checksums)?;
+    let ttl = part_url_ttl(state.config(), &row, now)?;
     let expires_at = rfc3339(now + ttl.as_millis() as i64);
+    let plan = PartPlan { total: row.size, part_size: *part_size, part_count: *part_count };
     let mut parts = Vec::with_capacity(request.part_numbers.len());
-    let plan = PartPlan {
-        total: row.size as u64,
-        part_size: row.part_size.unwrap_or(0) as u64,
-        part_count: part_count as u32,
-    };
     for &n in &request.part_numbers {
         let target = PartTarget {
             key: &row.object_key,
@@ -260,48 +262,76 @@ pub(crate) async fn sign_parts(
     Ok(Json(SignedParts { parts }))
 }
 
+/// Part numbers within the plan, each once, with a well-formed SHA-256 for
+/// each (required when the upload was created with `part_checksums`).
+fn check_part_request(request: &SignParts, part_count: u32, part_checksums: bool) -> ApiResult<()> {
+    if request.part_numbers.is_empty() || request.part_numbers.len() > MAX_PARTS_PER_SIGN_REQUEST {
+        return Err(ApiError::invalid(format!("part_numbers must hold 1 to {MAX_PARTS_PER_SIGN_REQUEST} numbers")));
+    }
+    let mut seen = BTreeSet::new();
+    for &n in &request.part_numbers {
+        if n == 0 || n > part_count {
+            return Err(ApiError::invalid(format!("part number {n} is outside 1..={part_count}")));
+        }
+        if !seen.insert(n) {
+            return Err(ApiError::invalid(format!("part number {n} is asked for twice")));
+        }
+    }
+    if part_checksums && let Some(n) = request.part_numbers.iter().find(|n| !request.sha256.contains_key(n)) {
+        return Err(ApiError::invalid(format!(
+            "this upload was created with part_checksums: give the sha256 of part {n}"
+        )));
+    }
+    for (n, sha256) in &request.sha256 {
+        if !seen.contains(n) {
+            return Err(ApiError::invalid(format!("sha256 given for part {n}, which is not in part_numbers")));
+        }
+        if !is_base64_sha256(sha256) {
+            return Err(ApiError::invalid(format!("sha256 of part {n} is not the base64 of a SHA-256 digest")));
+        }
+    }
+    Ok(())
+}
+
+/// A URL never outlives the upload's window, and one that would live under
+/// a second is of no use (SigV4 counts whole seconds).
+fn part_url_ttl(config: &Config, row: &UploadRow, now: i64) -> ApiResult<Duration> {
+    let ttl = config.url_ttl.min(Duration::from_secs(((row.expires_at - now) / 1000) as u64));
+    if ttl.is_zero() {
+        return Err(expired_error(row));
+    }
+    Ok(ttl)
+}
+
 pub(crate) async fn status(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
     PathId(id): PathId,
 ) -> ApiResult<Json<UploadStatus>> {
     let row = load(&state, &owner, &id).await?;
-    let pending = row.state() == UploadState::Pending;
-    let (upload, parts) = match (&row.multipart_upload_id, row.part_size, row.part_count) {
-        (Some(upload_id), Some(part_size), Some(part_count)) => {
+    let pending = row.state == UploadState::Pending;
+    let upload = if pending && now_ms() < row.expires_at {
+        signed_plan(&state, &row).await?
+    } else {
+        unsigned_plan(state.config(), &row.plan)
+    };
+    let (parts, part_checksums) = match &row.plan {
+        StoredPlan::S3Multipart { upload_id, part_checksums, .. } => {
             let parts = if pending { stored_parts(&state, &row, upload_id).await? } else { Vec::new() };
-            let plan = UploadPlan::S3Multipart {
-                upload_id: upload_id.clone(),
-                part_size: part_size as u64,
-                part_count: part_count as u32,
-            };
-            (plan, parts)
+            (parts, *part_checksums)
         }
-        _ if row.uploader == CHUNKED => {
-            let plan = if pending && now_ms() < row.expires_at {
-                chunked_plan(&state, &row).await?
-            } else {
-                UploadPlan::Chunked {
-                    url: String::new(),
-                    chunk_size: state.config().part_size,
-                    headers: BTreeMap::new(),
-                }
-            };
-            (plan, Vec::new())
-        }
-        _ if pending && now_ms() < row.expires_at => (post_plan(&state, &row).await?, Vec::new()),
-        _ => (UploadPlan::S3 { method: "POST".to_owned(), url: String::new(), fields: BTreeMap::new() }, Vec::new()),
+        StoredPlan::S3 | StoredPlan::Chunked { .. } => (Vec::new(), false),
     };
     Ok(Json(UploadStatus {
-        state: row.state(),
-        name: row.name.clone(),
-        size: row.size as u64,
-        content_type: row.content_type.clone(),
-        key: row.object_key.clone(),
+        id: row.id.to_string(),
+        state: row.state,
+        name: row.name,
+        size: row.size,
+        content_type: row.content_type,
+        key: row.object_key,
         expires_at: rfc3339(row.expires_at),
-        part_checksums: row.part_checksums,
-        id: row.id,
         upload,
+        part_checksums,
         parts,
     }))
 }
@@ -320,44 +350,54 @@ pub(crate) async fn complete(
     PathId(id): PathId,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Completed>> {
-    let body = body.map_err(body_rejection)?;
-    // `{}` and an empty body mean the same: no parts.
-    let request: CompleteUpload = if body.iter().all(u8::is_ascii_whitespace) {
-        CompleteUpload::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))?
-    };
+    let request = parse_complete(&body.map_err(body_rejection)?)?;
     let row = load(&state, &owner, &id).await?;
-    if row.state() == UploadState::Completed {
-        return existing_file(&state, &owner, &id).await;
+    if row.state == UploadState::Completed {
+        return existing_file(&state, &owner, &row.id).await;
     }
     require_pending(&row)?;
-
-    let info = match (&row.multipart_upload_id, row.part_size, row.part_count) {
-        (Some(upload_id), Some(part_size), Some(part_count)) => {
-            let parts = request.parts.ok_or_else(|| ApiError::invalid("S3Multipart uploads complete with `parts`"))?;
-            complete_multipart(&state, &row, upload_id, part_size as u64, part_count as u32, parts).await?
-        }
-        _ => {
-            if request.parts.is_some() {
-                return Err(ApiError::invalid_state("this upload is a single POST; complete it without `parts`"));
-            }
-            // Sealed: a form replayed from now on cannot change what is verified.
-            match state.storage().head_sealed(&row.object_key).await? {
-                Some(info) => info,
-                None if now_ms() >= row.expires_at => {
-                    state.db().finish_pending(&row.id, UploadState::Expired, now_ms()).await?;
-                    return Err(expired_error(&row));
-                }
-                None => {
-                    return Err(ApiError::new(ErrorCode::UploadIncomplete, "the object is not in storage yet"));
-                }
-            }
-        }
-    };
+    let info = stored_object(&state, &row, request.parts).await?;
     verify(&state, &row, &info).await?;
+    let file = file_row(&row, &info);
+    if !state.db().complete(&file, now_ms()).await? {
+        // Someone else finished it meanwhile (a concurrent complete).
+        return existing_file(&state, &owner, &row.id).await;
+    }
+    tracing::info!(id = %row.id, owner = owner.0, size = info.size, "upload completed");
+    Ok(Json(Completed { file: file.into_record() }))
+}
 
-    let file = FileRow {
+/// `{}` and an empty body mean the same: no parts.
+fn parse_complete(body: &[u8]) -> ApiResult<CompleteUpload> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CompleteUpload::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))
+}
+
+/// What the store holds for the upload, assembling a multipart upload first.
+async fn stored_object(state: &AppState, row: &UploadRow, parts: Option<Vec<CompletedPart>>) -> ApiResult<ObjectInfo> {
+    if let StoredPlan::S3Multipart { upload_id, part_size, part_count, .. } = &row.plan {
+        let parts = parts.ok_or_else(|| ApiError::invalid("S3Multipart uploads complete with `parts`"))?;
+        return complete_multipart(state, row, upload_id, *part_size, *part_count, parts).await;
+    }
+    if parts.is_some() {
+        return Err(ApiError::invalid_state("this upload is a single POST; complete it without `parts`"));
+    }
+    // Sealed: a form replayed from now on cannot change what is verified.
+    match state.storage().head_sealed(&row.object_key).await? {
+        Some(info) => Ok(info),
+        None if now_ms() >= row.expires_at => {
+            state.db().finish_pending(&row.id, UploadState::Expired, now_ms()).await?;
+            Err(expired_error(row))
+        }
+        None => Err(ApiError::new(ErrorCode::UploadIncomplete, "the object is not in storage yet")),
+    }
+}
+
+/// The file to record: the verified size and the digest something checked.
+fn file_row(row: &UploadRow, info: &ObjectInfo) -> FileRow {
+    FileRow {
         id: row.id.clone(),
         owner: row.owner.clone(),
         object_key: row.object_key.clone(),
@@ -370,21 +410,18 @@ pub(crate) async fn complete(
         // a single POST, which the store checked against the signed form.
         // A whole-file digest declared for a multipart upload is not recorded:
         // nothing checked it.
-        sha256: info.checksum_sha256.clone().or_else(|| (row.uploader == S3).then(|| row.sha256.clone()).flatten()),
+        sha256: info
+            .checksum_sha256
+            .clone()
+            .or_else(|| (row.plan == StoredPlan::S3).then(|| row.sha256.clone()).flatten()),
         meta: row.meta.clone(),
         created_at: now_ms(),
-    };
-    if !state.db().complete(&file, now_ms()).await? {
-        // Someone else finished it meanwhile (a concurrent complete).
-        return existing_file(&state, &owner, &id).await;
     }
-    tracing::info!(id, owner = owner.0, size = info.size, "upload completed");
-    Ok(Json(Completed { file: file.into_record() }))
 }
 
-async fn existing_file(state: &AppState, owner: &Owner, id: &str) -> ApiResult<Json<Completed>> {
-    let row = load(state, owner, id).await?;
-    if row.state() != UploadState::Completed {
+async fn existing_file(state: &AppState, owner: &Owner, id: &UploadId) -> ApiResult<Json<Completed>> {
+    let row = state.db().upload(&owner.0, id).await?.ok_or_else(|| ApiError::not_found("upload"))?;
+    if row.state != UploadState::Completed {
         require_pending(&row)?;
         return Err(ApiError::invalid_state("the upload changed state meanwhile; ask GET /uploads/{id}"));
     }
@@ -403,8 +440,7 @@ async fn complete_multipart(
     mut parts: Vec<CompletedPart>,
 ) -> ApiResult<ObjectInfo> {
     parts.sort_by_key(|p| p.part_number);
-    let expected: Vec<u32> = (1..=part_count).collect();
-    if parts.iter().map(|p| p.part_number).collect::<Vec<_>>() != expected {
+    if !parts.iter().map(|p| p.part_number).eq(1..=part_count) {
         return Err(ApiError::invalid(format!("parts must list every part number 1..={part_count} once")));
     }
     let stored = match state.storage().list_parts(&row.object_key, upload_id).await {
@@ -419,39 +455,13 @@ async fn complete_multipart(
         }
         Err(e) => return Err(e.into()),
     };
-    let by_number: BTreeMap<u32, &StoredPart> = stored.iter().map(|p| (p.part_number, p)).collect();
-    let total = row.size as u64;
-    for part in &parts {
-        let Some(stored) = by_number.get(&part.part_number) else {
-            return Err(ApiError::new(
-                ErrorCode::UploadIncomplete,
-                format!("part {} is not in storage", part.part_number),
-            ));
-        };
-        if trim_etag(&stored.etag) != trim_etag(&part.etag) {
-            return Err(ApiError::new(
-                ErrorCode::UploadIncomplete,
-                format!(
-                    "part {}'s ETag differs from the stored part; upload it again or ask GET /uploads/{{id}}",
-                    part.part_number
-                ),
-            ));
-        }
-        let offset = u64::from(part.part_number - 1) * part_size;
-        let want = part_size.min(total - offset);
-        if stored.size != want {
+    let stored_parts = match match_parts(row, &parts, &stored, part_size)? {
+        Ok(matched) => matched,
+        Err(mismatch) => {
             fail(state, row).await?;
-            return Err(ApiError::new(
-                ErrorCode::UploadMismatch,
-                format!(
-                    "part {} holds {} bytes, the plan says {want}; the upload was discarded",
-                    part.part_number, stored.size
-                ),
-            ));
+            return Err(mismatch);
         }
-    }
-    // What the store listed (ETags and part checksums), in the client's order.
-    let stored_parts: Vec<StoredPart> = parts.iter().map(|p| by_number[&p.part_number].clone()).collect();
+    };
     match state.storage().complete_multipart(&row.object_key, upload_id, &stored_parts).await {
         Ok(()) | Err(StorageError::NotFound) => {}
         Err(StorageError::Rejected(why)) => {
@@ -469,6 +479,50 @@ async fn complete_multipart(
         .ok_or_else(|| ApiError::new(ErrorCode::UploadIncomplete, "the assembled object is not in storage"))
 }
 
+/// The stored part for each part the client names, in its order. A part
+/// missing or with another ETag is `upload_incomplete` (the outer error: the
+/// client can send it again); a part of the wrong size makes the whole
+/// upload fail (the inner error: the caller discards it).
+fn match_parts(
+    row: &UploadRow,
+    parts: &[CompletedPart],
+    stored: &[StoredPart],
+    part_size: u64,
+) -> ApiResult<Result<Vec<StoredPart>, ApiError>> {
+    let by_number: BTreeMap<u32, &StoredPart> = stored.iter().map(|p| (p.part_number, p)).collect();
+    let mut matched = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(stored) = by_number.get(&part.part_number) else {
+            return Err(ApiError::new(
+                ErrorCode::UploadIncomplete,
+                format!("part {} is not in storage", part.part_number),
+            ));
+        };
+        if trim_etag(&stored.etag) != trim_etag(&part.etag) {
+            return Err(ApiError::new(
+                ErrorCode::UploadIncomplete,
+                format!(
+                    "part {}'s ETag differs from the stored part; upload it again or ask GET /uploads/{{id}}",
+                    part.part_number
+                ),
+            ));
+        }
+        let offset = u64::from(part.part_number - 1) * part_size;
+        let want = part_size.min(row.size - offset);
+        if stored.size != want {
+            return Ok(Err(ApiError::new(
+                ErrorCode::UploadMismatch,
+                format!(
+                    "part {} holds {} bytes, the plan says {want}; the upload was discarded",
+                    part.part_number, stored.size
+                ),
+            )));
+        }
+        matched.push((*stored).clone());
+    }
+    Ok(Ok(matched))
+}
+
 fn trim_etag(etag: &str) -> &str {
     etag.trim().trim_start_matches("W/").trim_matches('"')
 }
@@ -477,7 +531,7 @@ fn trim_etag(etag: &str) -> &str {
 /// object is deleted and the upload marked failed.
 async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResult<()> {
     let mut problems = Vec::new();
-    if info.size != row.size as u64 {
+    if info.size != row.size {
         problems.push(format!("size is {} bytes, declared {}", info.size, row.size));
     }
     let stored_type = info.content_type.as_deref().unwrap_or("");
@@ -488,7 +542,7 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
     // whole object (single POST, `Chunked`); for S3Multipart it reports a
     // composite of the parts' digests, which a whole-file digest cannot match.
     if let (Some(declared), Some(stored)) = (&row.sha256, &info.checksum_sha256)
-        && row.uploader != S3_MULTIPART
+        && row.plan.whole_file_digest()
         && declared != stored
     {
         problems.push("SHA-256 differs from the declared one".to_owned());
@@ -504,12 +558,9 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
 }
 
 async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {
-    if let Some(upload_id) = &row.multipart_upload_id {
-        state.storage().abort_multipart(&row.object_key, upload_id).await?;
-    }
-    state.storage().delete(&row.object_key).await?;
+    row.plan.discard(state.storage(), &row.object_key).await?;
     state.db().finish_pending(&row.id, UploadState::Failed, now_ms()).await?;
-    tracing::warn!(id = row.id, "upload failed verification; object deleted");
+    tracing::warn!(id = %row.id, "upload failed verification; object deleted");
     Ok(())
 }
 
@@ -519,7 +570,7 @@ pub(crate) async fn abort(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     let row = load(&state, &owner, &id).await?;
-    match row.state() {
+    match row.state {
         UploadState::Completed => {
             Err(ApiError::invalid_state("the upload is completed; delete the file with DELETE /files/{id}"))
         }
@@ -527,13 +578,10 @@ pub(crate) async fn abort(
         UploadState::Pending => {
             // Storage first: if it fails, the upload stays pending and the
             // client (or the sweeper) can try again.
-            if let Some(upload_id) = &row.multipart_upload_id {
-                state.storage().abort_multipart(&row.object_key, upload_id).await?;
-            }
-            state.storage().delete(&row.object_key).await?;
+            row.plan.discard(state.storage(), &row.object_key).await?;
             if !state.db().finish_pending(&row.id, UploadState::Aborted, now_ms()).await? {
                 let now = load(&state, &owner, &id).await?;
-                if now.state() == UploadState::Completed {
+                if now.state == UploadState::Completed {
                     return Err(ApiError::invalid_state("the upload completed meanwhile"));
                 }
             }

@@ -4,6 +4,7 @@
 //! Layout under the root directory:
 //! - `objects/<hh>/<sha256(key)>` and `<...>.json` (key, size, type, SHA-256, ETag);
 //! - `multipart/<upload id>/upload.json`, `part-<n>` and `part-<n>.json`;
+//! - `chunked/<session id>/chunked.json` and `data`, the bytes so far;
 //! - `tmp/`: every write lands here first and is renamed into place only
 //!   when complete and verified (and the directory synced), so no reader
 //!   ever sees half a file, and a crash leaves only temporary files behind;
@@ -107,9 +108,10 @@ impl LocalStorage {
     /// browsers reach this server, and signed URLs point under it.
     pub fn open(root: impl Into<PathBuf>, public_url: &str) -> Result<Self, StorageError> {
         let root = root.into();
-        for dir in ["objects", "multipart", "tmp", "open"] {
+        for dir in ["objects", "multipart", "chunked", "tmp", "open"] {
             std::fs::create_dir_all(root.join(dir)).map_err(|e| io_err("creating the storage directory", e))?;
         }
+        move_chunked_sessions(&root)?;
         let secret = load_or_create_secret(&root)?;
         Ok(LocalStorage {
             root,
@@ -141,6 +143,10 @@ impl LocalStorage {
 
     pub(crate) fn multipart_dir(&self, upload_id: &str) -> PathBuf {
         self.root.join("multipart").join(upload_id)
+    }
+
+    pub(crate) fn chunked_dir(&self, session: &str) -> PathBuf {
+        self.root.join("chunked").join(session)
     }
 
     /// A fresh temporary path on the same file system as the objects.
@@ -184,7 +190,7 @@ impl LocalStorage {
         if !is_upload_id(session) {
             return Err(StorageError::NotFound);
         }
-        read_json(&self.multipart_dir(session).join("chunked.json")).await?.ok_or(StorageError::NotFound)
+        read_json(&self.chunked_dir(session).join("chunked.json")).await?.ok_or(StorageError::NotFound)
     }
 
     pub(crate) async fn read_object_meta(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
@@ -282,6 +288,19 @@ impl LocalStorage {
     fn unix(at: OffsetDateTime) -> i64 {
         at.unix_timestamp()
     }
+}
+
+/// Earlier versions kept `Chunked` sessions under `multipart/`; moves any
+/// left there to `chunked/`, so an upgrade loses no session in progress.
+fn move_chunked_sessions(root: &Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(root.join("multipart")).map_err(|e| io_err("listing multipart uploads", e))?;
+    for entry in entries.flatten() {
+        if entry.path().join("chunked.json").exists() {
+            std::fs::rename(entry.path(), root.join("chunked").join(entry.file_name()))
+                .map_err(|e| io_err("moving a chunked session", e))?;
+        }
+    }
+    Ok(())
 }
 
 async fn read_json<T: serde::de::DeserializeOwned + Send + 'static>(path: &Path) -> Result<Option<T>, StorageError> {
@@ -569,12 +588,23 @@ impl Storage for LocalStorage {
 
     async fn create_chunked(&self, key: &str, content_type: &str, size: u64) -> Result<String, StorageError> {
         let session = ulid::Ulid::new().to_string();
-        let dir = self.multipart_dir(&session);
+        let dir = self.chunked_dir(&session);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err("creating the chunked session", e))?;
         tokio::fs::File::create(dir.join("data")).await.map_err(|e| io_err("creating the chunked session", e))?;
         let meta = ChunkedMeta { key: key.to_owned(), content_type: content_type.to_owned(), size };
         write_json_atomic(self, &dir.join("chunked.json"), &meta).await?;
         Ok(session)
+    }
+
+    async fn abort_chunked(&self, session: &str) -> Result<(), StorageError> {
+        if !is_upload_id(session) {
+            return Ok(());
+        }
+        match tokio::fs::remove_dir_all(self.chunked_dir(session)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("aborting the chunked session", e)),
+        }
     }
 
     async fn presign_chunked(
@@ -638,5 +668,32 @@ mod tests {
         let message = refused.err().expect("a damaged key must not be replaced").to_string();
         assert!(message.contains("signing.key"), "{message}");
         assert_eq!(std::fs::read(&key_path).unwrap(), b"short", "the damaged key was overwritten");
+    }
+
+    /// Chunked sessions live apart from multipart uploads; aborting one
+    /// removes its bytes, and sessions an earlier version left under
+    /// `multipart/` are moved over on open.
+    #[tokio::test]
+    async fn chunked_sessions_have_their_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
+        let session = store.create_chunked("k", "text/plain", 3).await.unwrap();
+        assert!(dir.path().join("chunked").join(&session).join("data").exists());
+        assert!(!dir.path().join("multipart").join(&session).exists());
+        store.abort_chunked(&session).await.unwrap();
+        assert!(!dir.path().join("chunked").join(&session).exists());
+        store.abort_chunked(&session).await.unwrap();
+
+        let old = ulid::Ulid::new().to_string();
+        std::fs::create_dir_all(dir.path().join("multipart").join(&old)).unwrap();
+        let meta = ChunkedMeta { key: "k2".into(), content_type: "text/plain".into(), size: 3 };
+        std::fs::write(
+            dir.path().join("multipart").join(&old).join("chunked.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+        let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
+        assert_eq!(store.read_chunked(&old).await.unwrap().key, "k2");
+        assert!(!dir.path().join("multipart").join(&old).exists());
     }
 }

@@ -527,7 +527,7 @@ async fn put_chunk(
         busy.push(session.clone());
         SessionGuard(session.clone())
     };
-    let dir = store.multipart_dir(&session);
+    let dir = store.chunked_dir(&session);
     let data = dir.join("data");
     let stored = tokio::fs::metadata(&data).await.map_err(|e| StorageError::Other(e.to_string()))?.len();
     if span == "*" {

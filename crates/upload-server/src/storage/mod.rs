@@ -151,6 +151,12 @@ pub trait Storage: Send + Sync + 'static {
         Err(StorageError::NotSupported("Chunked uploads"))
     }
 
+    /// Drops a `Chunked` session and the bytes it holds; succeeds if it is
+    /// already gone (and so for a backend that never opens sessions).
+    async fn abort_chunked(&self, _session: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Signs the session URL of a `Chunked` upload.
     async fn presign_chunked(
         &self,
