@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { freePort, startGarage, startServer } from "./servers.mjs";
+import { freePort, storeFromEnvOrGarage, startServer } from "./servers.mjs";
 import { MiB, makeFileIn } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -69,18 +69,7 @@ before(async () => {
   const uvicorn = path.join(example, ".venv/bin/uvicorn");
   assert.ok(fs.existsSync(uvicorn), "examples/pyview/.venv missing: bash examples/pyview/setup.sh");
 
-  if (process.env.TEST_S3_ENDPOINT) {
-    store = {
-      endpoint: process.env.TEST_S3_ENDPOINT,
-      bucket: process.env.TEST_S3_BUCKET,
-      region: process.env.TEST_S3_REGION || "us-east-1",
-      accessKey: process.env.AWS_ACCESS_KEY_ID,
-      secretKey: process.env.AWS_SECRET_ACCESS_KEY,
-    };
-  } else {
-    store = await startGarage(path.join(tmp, "garage"));
-    cleanups.push(store.stop);
-  }
+  store = await storeFromEnvOrGarage(path.join(tmp, "garage"), cleanups);
 
   const [apiPort, appPort] = [await freePort(), await freePort()];
   const appOrigin = `http://127.0.0.1:${appPort}`;

@@ -15,7 +15,7 @@ import crypto from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { chromium } from "playwright-core";
-import { freePort, startGarage, startProxy, startServer, startStatic } from "./servers.mjs";
+import { freePort, storeFromEnvOrGarage, startProxy, startServer, startStatic } from "./servers.mjs";
 import { MiB, assert, assertEq, makeFileIn, sleep, suite } from "./util.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -45,18 +45,7 @@ setup(async () => {
   assert(fs.existsSync(path.join(pkg, "upload_wasm_bg.wasm")), "crates/upload-wasm/pkg missing: scripts/build-wasm.sh");
 
   let store;
-  if (process.env.TEST_S3_ENDPOINT) {
-    store = {
-      endpoint: process.env.TEST_S3_ENDPOINT,
-      bucket: process.env.TEST_S3_BUCKET,
-      region: process.env.TEST_S3_REGION || "us-east-1",
-      accessKey: process.env.AWS_ACCESS_KEY_ID,
-      secretKey: process.env.AWS_SECRET_ACCESS_KEY,
-    };
-  } else {
-    store = await startGarage(path.join(tmp, "garage"));
-    cleanups.push(store.stop);
-  }
+  store = await storeFromEnvOrGarage(path.join(tmp, "garage"), cleanups);
   proxy = await startProxy(store.endpoint);
   cleanups.push(proxy.close);
   const site = await startStatic({ "/pkg/": pkg, "/": path.join(here, "page") });

@@ -175,6 +175,26 @@ function alive(pid) {
 }
 
 /**
+ * The store named by TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_S3_REGION and
+ * AWS_* when set, else a private Garage in `dir` whose stop is pushed onto
+ * `cleanups`.
+ */
+export async function storeFromEnvOrGarage(dir, cleanups) {
+  if (process.env.TEST_S3_ENDPOINT) {
+    return {
+      endpoint: process.env.TEST_S3_ENDPOINT,
+      bucket: process.env.TEST_S3_BUCKET,
+      region: process.env.TEST_S3_REGION || "us-east-1",
+      accessKey: process.env.AWS_ACCESS_KEY_ID,
+      secretKey: process.env.AWS_SECRET_ACCESS_KEY,
+    };
+  }
+  const garage = await startGarage(dir);
+  cleanups.push(garage.stop);
+  return garage;
+}
+
+/**
  * A single-node Garage with one bucket and one key in `dir`, started by
  * scripts/garage.sh, for runs without TEST_S3_ENDPOINT.
  */
