@@ -9,7 +9,8 @@
 #
 # `cargo test` alone runs everything that needs no outside service and lists
 # each Garage test as "ignored, needs Garage"; here they run
-# (`--include-ignored`), so a store that is missing fails them.
+# (`cargo test -- --ignored` once Garage is up), so a store that is missing
+# fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -33,12 +34,17 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup targe
 scripts/garage.sh install
 if [ -x scripts/install-tools.sh ]; then scripts/install-tools.sh; fi
 
+# Every native cargo command below selects the same packages (the default
+# members) and builds the tests: cargo then resolves one feature set and builds
+# each dependency once. Selecting other packages (-p, --workspace, a plain
+# `cargo build` without tests) resolves other features and builds a second copy
+# of aws-sdk-s3 and its tree, a few GiB of target/ that filled a CI disk.
 step "build"
-cargo build --workspace --all-targets
+cargo build --all-targets
 cargo build -p upload-core --target wasm32-unknown-unknown
 
-step "unit and property tests (upload-core, upload-server)"
-cargo test -p upload-core -p upload-server
+step "tests that need no outside service (unit, property, API on the embedded store)"
+cargo test
 
 step "start Garage"
 garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/upload-garage.XXXXXX")
@@ -47,8 +53,8 @@ garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/upload-garage.XXXXXX")
 garage_env=$(scripts/garage.sh start "$garage_dir")
 eval "$garage_env"
 
-step "integration tests: the embedded store and Garage"
-cargo test -p upload-tests -- --include-ignored
+step "tests against Garage (the ones \`cargo test\` lists as ignored)"
+cargo test -- --ignored
 
 step "browser client: unit tests in headless Chromium"
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver --mode no-install crates/upload-wasm
@@ -59,6 +65,6 @@ scripts/build-wasm.sh
 scripts/wasm-size.sh
 
 step "end to end: Chromium, the real server, Garage"
-cargo build -p upload-server
-cargo build -p upload-tests --bins # target/debug/fault-proxy for tests/e2e/faults.mjs
+# target/debug/upload-server and target/debug/fault-proxy (tests/e2e/faults.mjs)
+# are from the build step above.
 bash tests/e2e/run.sh

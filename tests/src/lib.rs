@@ -6,7 +6,7 @@
 //! on the embedded store and lists each test that needs Garage as `ignored,
 //! needs Garage: scripts/test.sh runs it` (`#[ignore = "..."]` with that
 //! text). `scripts/test.sh` starts Garage and runs them with
-//! `--include-ignored`, where a missing store fails them. In this crate
+//! `cargo test -- --ignored`, where a missing store fails them. In this crate
 //! `#[ignore]` means exactly that, nothing else.
 #![allow(missing_docs)]
 
