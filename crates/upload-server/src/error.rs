@@ -58,7 +58,7 @@ impl From<ConstraintError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Unavailable(cause) => {
+            cause @ StorageError::Unavailable { .. } => {
                 tracing::warn!(error = %cause, "object store unavailable");
                 ApiError::new(ErrorCode::StorageUnavailable, "the object store did not answer; try again shortly")
             }

@@ -65,7 +65,7 @@ impl ObjectMeta {
     }
 }
 
-fn remove_if_present(path: &Path, context: &str) -> Result<(), StorageError> {
+fn remove_if_present(path: &Path, context: &'static str) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -94,8 +94,8 @@ pub(crate) struct PartMeta {
     pub(crate) sha256: String,
 }
 
-fn io_err(context: &str, e: std::io::Error) -> StorageError {
-    StorageError::Other(format!("{context}: {e}"))
+fn io_err(context: &'static str, e: std::io::Error) -> StorageError {
+    StorageError::Other { context, source: e.into() }
 }
 
 /// Ids made by this backend are ULIDs; anything else is not one of ours.
@@ -226,7 +226,8 @@ impl LocalStorage {
     async fn commit(&self, temp: &Path, meta: &ObjectMeta, open_marker: Option<PathBuf>) -> Result<(), StorageError> {
         let hex = Self::object_hex(&meta.key);
         let (path, meta_path, meta_temp) = (self.object_path(&hex), self.object_meta_path(&hex), self.temp_path());
-        let (temp, meta) = (temp.to_owned(), serde_json::to_vec(meta).map_err(|e| StorageError::Other(e.to_string()))?);
+        let (temp, meta) =
+            (temp.to_owned(), serde_json::to_vec(meta).map_err(StorageError::other("writing metadata"))?);
         let open_keys = self.open_keys.clone();
         blocking(move || {
             let dir = path.parent().expect("objects live in a fan-out directory");
@@ -310,9 +311,7 @@ async fn read_json<T: serde::de::DeserializeOwned + Send + 'static>(path: &Path)
 
 fn read_json_now<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StorageError::Other(format!("{}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(StorageError::other("reading metadata")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("reading metadata", e)),
     }
@@ -320,7 +319,7 @@ fn read_json_now<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
 
 async fn write_json_atomic<T: Serialize>(store: &LocalStorage, path: &Path, value: &T) -> Result<(), StorageError> {
     let (temp, path) = (store.temp_path(), path.to_owned());
-    let bytes = serde_json::to_vec(value).map_err(|e| StorageError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec(value).map_err(StorageError::other("writing metadata"))?;
     blocking(move || write_atomic_now(&temp, &path, &bytes)).await
 }
 
@@ -348,18 +347,25 @@ fn load_or_create_secret(root: &Path) -> Result<Vec<u8>, StorageError> {
     match std::fs::read(&key_path) {
         Ok(secret) if secret.len() >= 32 => return Ok(secret),
         Ok(secret) => {
-            return Err(StorageError::Other(format!(
-                "{} holds {} bytes, not a signing key of 32 or more; remove it to make a new one \
-                 (URLs signed with the old one stop working)",
-                key_path.display(),
-                secret.len()
-            )));
+            return Err(StorageError::Other {
+                context: "opening the embedded store",
+                source: format!(
+                    "{} holds {} bytes, not a signing key of 32 or more; remove it to make a new one \
+                     (URLs signed with the old one stop working)",
+                    key_path.display(),
+                    secret.len()
+                )
+                .into(),
+            });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&format!("reading {}", key_path.display()), e)),
+        Err(e) => {
+            let source = std::io::Error::new(e.kind(), format!("{}: {e}", key_path.display()));
+            return Err(io_err("reading the signing key", source));
+        }
     }
     let mut secret = vec![0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| StorageError::Other(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut secret).map_err(StorageError::other("making the signing key"))?;
     let tmp = root.join("tmp").join("signing.key");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -379,7 +385,7 @@ fn load_or_create_secret(root: &Path) -> Result<Vec<u8>, StorageError> {
 /// through a buffer rather than with `copy_file_range`.
 fn assemble_parts(dir: &Path, parts: &[StoredPart], temp: &Path) -> Result<(u64, String), StorageError> {
     use std::io::{Read as _, Write as _};
-    let gone = |e: std::io::Error, context: &str| {
+    let gone = |e: std::io::Error, context: &'static str| {
         // Another complete finished (and removed) the upload meanwhile.
         if e.kind() == std::io::ErrorKind::NotFound { StorageError::NotFound } else { io_err(context, e) }
     };
@@ -418,7 +424,7 @@ fn assemble_parts(dir: &Path, parts: &[StoredPart], temp: &Path) -> Result<(u64,
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| StorageError::Other(format!("file system task: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(StorageError::other("file system task"))?
 }
 
 fn query_escape(value: &str) -> String {

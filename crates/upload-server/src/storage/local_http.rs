@@ -210,7 +210,7 @@ async fn post_form(
         }
         let temp = TempFile(Some(store.temp_path()));
         let path = temp.0.clone().expect("set above");
-        let mut out = tokio::fs::File::create(&path).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        let mut out = tokio::fs::File::create(&path).await.map_err(StorageError::other("writing an upload"))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
@@ -223,7 +223,7 @@ async fn post_form(
                 ));
             }
             hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(|e| StorageError::Other(e.to_string()))?;
+            out.write_all(&chunk).await.map_err(StorageError::other("writing an upload"))?;
         }
         if size < allowed.min {
             return Err(refuse(
@@ -242,7 +242,7 @@ async fn post_form(
                 "the SHA-256 of the file differs from the signed one",
             ));
         }
-        out.sync_all().await.map_err(|e| StorageError::Other(e.to_string()))?;
+        out.sync_all().await.map_err(StorageError::other("writing an upload"))?;
         drop(out);
         drop(field);
         if form.next_field().await.map_err(malformed)?.is_some() {
@@ -389,7 +389,7 @@ async fn put_part(
 
     let temp = TempFile(Some(store.temp_path()));
     let path = temp.0.clone().expect("set above");
-    let mut out = tokio::fs::File::create(&path).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    let mut out = tokio::fs::File::create(&path).await.map_err(StorageError::other("writing an upload"))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut stream = body.into_data_stream();
@@ -400,7 +400,7 @@ async fn put_part(
             return Err(refuse(StatusCode::BAD_REQUEST, "EntityTooLarge", format!("the part must be {length} bytes")));
         }
         hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        out.write_all(&chunk).await.map_err(StorageError::other("writing an upload"))?;
     }
     if size != length {
         return Err(refuse(
@@ -414,7 +414,7 @@ async fn put_part(
     if !checksum.is_empty() && checksum != sha256 {
         return Err(refuse(StatusCode::BAD_REQUEST, "BadDigest", "the part's SHA-256 differs from the signed one"));
     }
-    out.sync_all().await.map_err(|e| StorageError::Other(e.to_string()))?;
+    out.sync_all().await.map_err(StorageError::other("writing an upload"))?;
     drop(out);
     let etag = format!("\"{}\"", &hex::encode(digest)[..32]);
     store.commit_part(&upload_id, part, &path, &PartMeta { etag: etag.clone(), size, sha256 }).await?;
@@ -529,7 +529,7 @@ async fn put_chunk(
     };
     let dir = store.chunked_dir(&session);
     let data = dir.join("data");
-    let stored = tokio::fs::metadata(&data).await.map_err(|e| StorageError::Other(e.to_string()))?.len();
+    let stored = tokio::fs::metadata(&data).await.map_err(StorageError::other("writing an upload"))?.len();
     if span == "*" {
         return Ok(resume_incomplete(stored));
     }
@@ -543,8 +543,11 @@ async fn put_chunk(
         return Ok(resume_incomplete(stored));
     }
     let length = last - first + 1;
-    let mut out =
-        tokio::fs::OpenOptions::new().append(true).open(&data).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    let mut out = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&data)
+        .await
+        .map_err(StorageError::other("writing an upload"))?;
     let mut written = 0u64;
     let mut stream = body.into_data_stream();
     let mut failure = None;
@@ -559,29 +562,30 @@ async fn put_chunk(
                 Some(refuse(StatusCode::BAD_REQUEST, "EntityTooLarge", format!("the chunk must be {length} bytes")));
             break;
         }
-        out.write_all(&chunk).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        out.write_all(&chunk).await.map_err(StorageError::other("writing an upload"))?;
     }
     if failure.is_none() && written != length {
         failure = Some(refuse(StatusCode::BAD_REQUEST, "IncompleteBody", format!("got {written} of {length} bytes")));
     }
     if let Some(failure) = failure {
         // Keep only whole chunks: the next try starts where this one did.
-        out.set_len(stored).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        out.set_len(stored).await.map_err(StorageError::other("writing an upload"))?;
         return Err(failure);
     }
-    out.sync_all().await.map_err(|e| StorageError::Other(e.to_string()))?;
+    out.sync_all().await.map_err(StorageError::other("writing an upload"))?;
     drop(out);
     let now_stored = stored + length;
     if now_stored < meta.size {
         return Ok(resume_incomplete(now_stored));
     }
     // The last chunk: hash the whole file, then move it into place.
-    let mut file = tokio::fs::File::open(&data).await.map_err(|e| StorageError::Other(e.to_string()))?;
+    let mut file = tokio::fs::File::open(&data).await.map_err(StorageError::other("writing an upload"))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n =
-            tokio::io::AsyncReadExt::read(&mut file, &mut buf).await.map_err(|e| StorageError::Other(e.to_string()))?;
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+            .await
+            .map_err(StorageError::other("writing an upload"))?;
         if n == 0 {
             break;
         }

@@ -16,7 +16,12 @@ pub(crate) mod local_http;
 pub mod post_policy;
 pub mod s3;
 
-/// Storage failures, by what the caller can do about them.
+/// Any error a backend passes on as the cause of a [`StorageError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Storage failures, by what the caller can do about them. Each keeps the
+/// error it comes from as its [`source`](std::error::Error::source), and its
+/// message includes the whole chain, so one log line says everything.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -27,14 +32,50 @@ pub enum StorageError {
     #[error("the store refused the request: {0}")]
     Rejected(String),
     /// The store did not answer, or answered 5xx.
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the store is unavailable: {}", Chain(&**source))]
+    Unavailable {
+        /// What failed.
+        source: BoxError,
+    },
     /// The backend cannot do what was asked as strictly as it was asked.
     #[error("not supported by this storage backend: {0}")]
     NotSupported(&'static str),
-    /// Anything else (misconfiguration, credentials, a bug).
-    #[error("storage error: {0}")]
-    Other(String),
+    /// Anything else (misconfiguration, credentials, a file system error, a bug).
+    #[error("{context}: {}", Chain(&**source))]
+    Other {
+        /// What the backend was doing.
+        context: &'static str,
+        /// What failed.
+        source: BoxError,
+    },
+}
+
+impl StorageError {
+    /// Wraps an error as [`StorageError::Other`] with what was being done:
+    /// `.map_err(StorageError::other("reading a part"))`.
+    pub fn other<E: Into<BoxError>>(context: &'static str) -> impl FnOnce(E) -> StorageError {
+        move |e| StorageError::Other { context, source: e.into() }
+    }
+
+    /// [`StorageError::Unavailable`] from its cause.
+    pub fn unavailable(source: impl Into<BoxError>) -> StorageError {
+        StorageError::Unavailable { source: source.into() }
+    }
+}
+
+/// Writes an error and its sources, `: `-separated.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// A form for a browser POST upload.

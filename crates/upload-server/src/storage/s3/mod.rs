@@ -15,17 +15,18 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ChecksumAlgorithm, ChecksumMode,
-    CompletedMultipartUpload, CorsConfiguration, CorsRule, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
-};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload};
 use time::OffsetDateTime;
 use upload_core::wire::StoredPart;
 
 use super::post_policy::{SigningCredentials, sign_post_form};
 use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
+
+mod bucket;
+
+pub use bucket::{BucketChange, BucketGap};
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -65,8 +66,9 @@ impl S3Storage {
             loader = loader.endpoint_url(endpoint);
         }
         let sdk = loader.load().await;
-        let credentials = sdk.credentials_provider().ok_or_else(|| {
-            StorageError::Other("no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into())
+        let credentials = sdk.credentials_provider().ok_or_else(|| StorageError::Other {
+            context: "connecting to S3",
+            source: "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
         })?;
         // The SDKs add CRC32 checksums to every request by default; S3-compatible
         // stores such as Garage refuse CompleteMultipartUpload when parts carry
@@ -89,103 +91,6 @@ impl S3Storage {
     /// The bucket's name.
     pub fn bucket(&self) -> &str {
         &self.settings.bucket
-    }
-
-    /// Applies the CORS rule browsers need (the origins, every upload method,
-    /// `ETag` exposed) and a lifecycle rule aborting multipart uploads left
-    /// incomplete for `abort_after_days`. Returns what changed, in words.
-    pub async fn setup_bucket(&self, origins: &[String], abort_after_days: i32) -> Result<Vec<String>, StorageError> {
-        let mut changed = Vec::new();
-        let missing = self.check_bucket(origins, abort_after_days).await?;
-        if missing.iter().any(|m| m.starts_with("cors")) {
-            let rule = CorsRule::builder()
-                .set_allowed_origins(Some(origins.to_vec()))
-                .set_allowed_methods(Some(vec!["GET".into(), "PUT".into(), "POST".into(), "HEAD".into()]))
-                .allowed_headers("*")
-                .expose_headers("ETag")
-                .max_age_seconds(3600)
-                .build()
-                .map_err(|e| StorageError::Other(e.to_string()))?;
-            let cors = CorsConfiguration::builder()
-                .cors_rules(rule)
-                .build()
-                .map_err(|e| StorageError::Other(e.to_string()))?;
-            self.client
-                .put_bucket_cors()
-                .bucket(self.bucket())
-                .cors_configuration(cors)
-                .send()
-                .await
-                .map_err(map_err)?;
-            changed
-                .push(format!("cors: allowed origins {} for GET, PUT, POST, HEAD, exposing ETag", origins.join(", ")));
-        }
-        if missing.iter().any(|m| m.starts_with("lifecycle")) {
-            let rule = LifecycleRule::builder()
-                .id("abort-incomplete-multipart-uploads")
-                .status(ExpirationStatus::Enabled)
-                .filter(LifecycleRuleFilter::builder().prefix("").build())
-                .abort_incomplete_multipart_upload(
-                    AbortIncompleteMultipartUpload::builder().days_after_initiation(abort_after_days).build(),
-                )
-                .build()
-                .map_err(|e| StorageError::Other(e.to_string()))?;
-            let lifecycle = BucketLifecycleConfiguration::builder()
-                .rules(rule)
-                .build()
-                .map_err(|e| StorageError::Other(e.to_string()))?;
-            self.client
-                .put_bucket_lifecycle_configuration()
-                .bucket(self.bucket())
-                .lifecycle_configuration(lifecycle)
-                .send()
-                .await
-                .map_err(map_err)?;
-            changed.push(format!("lifecycle: abort incomplete multipart uploads after {abort_after_days} days"));
-        }
-        Ok(changed)
-    }
-
-    /// What [`S3Storage::setup_bucket`] would change, in words; empty when nothing.
-    pub async fn check_bucket(&self, origins: &[String], abort_after_days: i32) -> Result<Vec<String>, StorageError> {
-        let mut missing = Vec::new();
-        let rules = match self.client.get_bucket_cors().bucket(self.bucket()).send().await {
-            Ok(out) => out.cors_rules.unwrap_or_default(),
-            Err(e) => match map_err(e) {
-                StorageError::NotFound | StorageError::Rejected(_) => Vec::new(),
-                other => return Err(other),
-            },
-        };
-        for origin in origins {
-            let covered = rules.iter().any(|r| {
-                let origin_ok = r.allowed_origins.iter().any(|o| o == origin || o == "*");
-                let methods_ok = ["GET", "PUT", "POST"].iter().all(|m| r.allowed_methods.iter().any(|a| a == m));
-                let etag_ok = r.expose_headers().iter().any(|h| h.eq_ignore_ascii_case("etag"));
-                origin_ok && methods_ok && etag_ok
-            });
-            if !covered {
-                missing.push(format!("cors: origin {origin} may not PUT/POST or read ETag"));
-            }
-        }
-        let lifecycle = match self.client.get_bucket_lifecycle_configuration().bucket(self.bucket()).send().await {
-            Ok(out) => out.rules.unwrap_or_default(),
-            Err(e) => match map_err(e) {
-                StorageError::NotFound | StorageError::Rejected(_) => Vec::new(),
-                other => return Err(other),
-            },
-        };
-        let aborts = lifecycle.iter().any(|r| {
-            r.status == ExpirationStatus::Enabled
-                && r.abort_incomplete_multipart_upload
-                    .as_ref()
-                    .and_then(|a| a.days_after_initiation)
-                    .is_some_and(|d| d <= abort_after_days)
-        });
-        if !aborts {
-            missing
-                .push(format!("lifecycle: no rule aborts incomplete multipart uploads within {abort_after_days} days"));
-        }
-        Ok(missing)
     }
 }
 
@@ -212,7 +117,7 @@ where
             let code = service.err().code().unwrap_or("");
             let message = service.err().message().unwrap_or("");
             if status >= 500 || code == "SlowDown" {
-                StorageError::Unavailable(format!("{status} {code} {message}"))
+                StorageError::unavailable(format!("{status} {code} {message}"))
             } else if status == 404
                 || matches!(
                     code,
@@ -229,14 +134,14 @@ where
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            StorageError::Unavailable(DisplayErrorContext(&e).to_string())
+            StorageError::unavailable(e)
         }
-        _ => StorageError::Other(DisplayErrorContext(&e).to_string()),
+        _ => StorageError::Other { context: "S3 request", source: e.into() },
     }
 }
 
 fn presigning(expires_in: Duration) -> Result<PresigningConfig, StorageError> {
-    PresigningConfig::expires_in(expires_in).map_err(|e| StorageError::Other(e.to_string()))
+    PresigningConfig::expires_in(expires_in).map_err(StorageError::other("presigning"))
 }
 
 fn presigned(request: aws_sdk_s3::presigning::PresignedRequest) -> PresignedRequest {
@@ -250,7 +155,7 @@ fn presigned(request: aws_sdk_s3::presigning::PresignedRequest) -> PresignedRequ
 impl Storage for S3Storage {
     async fn presign_post(&self, target: &PostTarget<'_>) -> Result<PresignedForm, StorageError> {
         let credentials =
-            self.credentials.provide_credentials().await.map_err(|e| StorageError::Other(e.to_string()))?;
+            self.credentials.provide_credentials().await.map_err(StorageError::other("loading AWS credentials"))?;
         let signing = SigningCredentials {
             access_key_id: credentials.access_key_id(),
             secret_access_key: credentials.secret_access_key(),
@@ -277,7 +182,10 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(map_err)?;
-        out.upload_id.ok_or_else(|| StorageError::Other("CreateMultipartUpload answered without an upload id".into()))
+        out.upload_id.ok_or_else(|| StorageError::Other {
+            context: "CreateMultipartUpload",
+            source: "answered without an upload id".into(),
+        })
     }
 
     async fn presign_part(
