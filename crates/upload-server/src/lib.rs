@@ -59,29 +59,25 @@ struct Inner {
     limiter: RateLimiter,
     /// Signs and checks the tokens that authorise one upload.
     upload_tokens: UploadTokens,
-    /// Set when objects live on local disk: its signed URLs are served by this app.
-    local: Option<Arc<LocalStorage>>,
 }
 
 impl AppState {
     /// Assembles a state from its parts, for library users who bring their
-    /// own storage or identity.
+    /// own storage (S3, the embedded [`LocalStorage`], or their own) or
+    /// identity. A store's own routes come with it (see [`app`]).
     pub fn new(config: Config, storage: Arc<dyn Storage>, db: Db, auth: Arc<dyn Authenticate>) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
         let upload_tokens = UploadTokens::new(config.jwt_secret.as_deref().map(str::as_bytes));
-        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens, local: None }) }
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens }) }
     }
 
     /// Connects storage and the database as the configuration says, with
     /// JWT identity when a secret is set and development identity otherwise.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let (storage, local): (Arc<dyn Storage>, _) = match &config.storage {
-            StorageConfig::S3(settings) => (Arc::new(S3Storage::connect(settings.clone()).await?), None),
-            StorageConfig::Local => {
-                let local = Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?);
-                (local.clone(), Some(local))
-            }
+        let storage: Arc<dyn Storage> = match &config.storage {
+            StorageConfig::S3(settings) => Arc::new(S3Storage::connect(settings.clone()).await?),
+            StorageConfig::Local => Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?),
         };
         let db = Db::connect(&config.database_url).await?;
         let auth: Arc<dyn Authenticate> = match &config.jwt_secret {
@@ -94,15 +90,7 @@ impl AppState {
             }
             None => Arc::new(DevelopmentIdentity),
         };
-        let mut state = AppState::new(config, storage, db, auth);
-        if let Some(inner) = Arc::get_mut(&mut state.inner) {
-            inner.local = local;
-        }
-        Ok(state)
-    }
-
-    pub(crate) fn local_storage(&self) -> Option<Arc<LocalStorage>> {
-        self.inner.local.clone()
+        Ok(AppState::new(config, storage, db, auth))
     }
 
     /// The configuration.
@@ -113,6 +101,14 @@ impl AppState {
     /// The object store.
     pub fn storage(&self) -> &dyn Storage {
         self.inner.storage.as_ref()
+    }
+
+    /// The object store's own routes, if it has any (see [`Storage::router`]),
+    /// usable from the configured origins and the server's own.
+    fn storage_router(&self) -> Option<Router> {
+        let mut origins = self.config().cors_origins.clone();
+        origins.push(self.config().public_url.clone());
+        self.inner.storage.clone().router(&origins)
     }
 
     /// The metadata store.
@@ -135,8 +131,11 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface: the API under `/api/v1`, `/healthz`, and the
-/// upload page at `/` when a static directory is configured.
+/// The whole HTTP surface: the API under `/api/v1`, `/healthz`, the
+/// storage backend's own routes when it has some (the embedded store's
+/// signed URLs under `/storage/v1`), and the upload page at `/` when a
+/// static directory is configured.
 pub fn app(state: AppState) -> Router {
-    api::router(state)
+    let storage = state.storage_router();
+    api::router(state, storage)
 }

@@ -60,9 +60,7 @@ pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport
             clean(state, &row, &mut report).await?;
         }
     }
-    if let Some(local) = state.local_storage() {
-        local.remove_stale_temp(Duration::from_secs(24 * 3600)).await;
-    }
+    state.storage().housekeeping().await;
     Ok(report)
 }
 

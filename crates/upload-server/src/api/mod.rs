@@ -25,7 +25,9 @@ mod uploads;
 /// 10,000 parts, is about 800 KB.
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The API, `/healthz`, and `storage`, the object store's own routes when it
+/// has some, merged beside them.
+pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
     let api = Router::new()
         .route("/config", get(client_config))
         .route("/uploads", post(uploads::create))
@@ -44,19 +46,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed);
-    if let Some(local) = state.local_storage() {
-        let mut origins = state.config().cors_origins.clone();
-        origins.push(state.config().public_url.clone());
-        app = app.nest_service("/storage/v1", crate::storage::local_http::router(local, &origins));
-    }
     if let Some(dir) = &state.config().pkg_dir {
         app = app.nest_service("/pkg", ServeDir::new(dir));
     }
-    app = match &state.config().static_dir {
+    let static_dir = state.config().static_dir.clone();
+    let mut app = app.with_state(state);
+    if let Some(storage) = storage {
+        app = app.merge(storage);
+    }
+    app = match static_dir {
         Some(dir) => app.fallback_service(ServeDir::new(dir)),
         None => app.fallback(not_found),
     };
-    app.layer(TraceLayer::new_for_http()).with_state(state)
+    app.layer(TraceLayer::new_for_http())
 }
 
 async fn not_found() -> ApiError {

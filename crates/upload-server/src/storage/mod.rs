@@ -5,14 +5,15 @@
 //! URL fails with [`StorageError::NotSupported`] instead of dropping it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::Router;
 use time::OffsetDateTime;
 use upload_core::wire::StoredPart;
 
 pub mod local;
-pub(crate) mod local_http;
 pub mod post_policy;
 pub mod s3;
 
@@ -138,7 +139,8 @@ pub struct PartTarget<'a> {
 }
 
 /// Object storage as the server needs it: signing for browsers, and checking
-/// what arrived. One implementation per backend (`s3`, later `local`).
+/// what arrived. One implementation per backend: `s3`, and `local`, the
+/// embedded default.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Signs a POST form whose policy allows exactly this object.
@@ -215,4 +217,17 @@ pub trait Storage: Send + Sync + 'static {
         content_disposition: &str,
         expires_in: Duration,
     ) -> Result<PresignedRequest, StorageError>;
+
+    /// The routes a backend serves itself, for the URLs it signs (the
+    /// embedded store's forms, parts, sessions and downloads), usable from
+    /// a browser on `origins`; [`app`](crate::app) merges them, so a state
+    /// built with [`AppState::new`](crate::AppState::new) serves them too.
+    /// `None` for a store that answers its URLs itself, as S3 does.
+    fn router(self: Arc<Self>, _origins: &[String]) -> Option<Router> {
+        None
+    }
+
+    /// Periodic upkeep, run by the sweeper (the embedded store removes
+    /// temporary files that crashed writes left behind).
+    async fn housekeeping(&self) {}
 }

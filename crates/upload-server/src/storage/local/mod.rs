@@ -1,5 +1,9 @@
 //! The embedded default: objects on local disk, uploaded by the browser to
-//! URLs this server signs and then verifies itself (see `local_http`).
+//! URLs this server signs and then verifies itself, on routes the store
+//! brings along ([`Storage::router`], served under [`ROUTES`]: `http`).
+//! Every byte reaches the disk through one path, `disk::Sink`: hashed and
+//! counted against what was signed as it streams into a temporary file,
+//! synced, and renamed into place only when verified.
 //!
 //! Layout under the root directory:
 //! - `objects/<hh>/<sha256(key)>` and `<...>.json` (key, size, type, SHA-256, ETag);
@@ -18,20 +22,30 @@
 //! 0600, synced), so signed URLs survive a restart; a key file that cannot
 //! be read is an error, never silently replaced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use futures_util::Stream;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use upload_core::wire::StoredPart;
 
 use super::post_policy::{SigningCredentials, sign_post_form};
 use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
+use disk::{
+    ChunkedMeta, Digest256, MultipartMeta, ObjectMeta, PartMeta, Sink, SinkError, TempFile, blocking, file_stream,
+    io_err, read_json, read_json_now, remove_dir_if_present, remove_if_present, sync_dir, write_atomic_now,
+    write_json_atomic,
+};
+
+mod disk;
+mod http;
 
 /// The bucket name local POST policies carry.
 pub const LOCAL_BUCKET: &str = "local";
@@ -39,63 +53,34 @@ pub const LOCAL_BUCKET: &str = "local";
 pub const LOCAL_ACCESS_KEY: &str = "local";
 /// Header carrying a part's SHA-256, as in S3.
 pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
+/// Where this server serves the store's signed URLs.
+pub const ROUTES: &str = "/storage/v1";
 
-/// Local-disk storage.
+/// Local-disk storage. Cheap to clone: clones share the secret and the
+/// locks, so work that must outlive its request (assembling a multipart
+/// upload) can take a handle of its own.
+#[derive(Clone)]
 pub struct LocalStorage {
     root: PathBuf,
-    pub(super) base_url: String,
-    secret: Vec<u8>,
+    base_url: String,
+    secret: Arc<[u8]>,
     /// Held while a form's object is moved into place and while a key is
     /// sealed or deleted, so a form can never write after either.
     open_keys: Arc<Mutex<()>>,
+    /// `Chunked` sessions with a chunk being written: one writer per session at a time.
+    busy_sessions: Arc<Mutex<HashSet<String>>>,
 }
 
-/// What is kept beside each object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ObjectMeta {
-    pub(crate) key: String,
-    pub(crate) size: u64,
-    pub(crate) content_type: String,
-    pub(crate) sha256: String,
+/// A session's claim on writing its next chunk; released when dropped.
+pub(crate) struct SessionWriter<'a> {
+    store: &'a LocalStorage,
+    session: String,
 }
 
-impl ObjectMeta {
-    fn into_info(self) -> ObjectInfo {
-        ObjectInfo { size: self.size, content_type: Some(self.content_type), checksum_sha256: Some(self.sha256) }
+impl Drop for SessionWriter<'_> {
+    fn drop(&mut self) {
+        self.store.busy_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.session);
     }
-}
-
-fn remove_if_present(path: &Path, context: &'static str) -> Result<(), StorageError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(context, e)),
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct MultipartMeta {
-    pub(crate) key: String,
-    pub(crate) content_type: String,
-}
-
-/// A `Chunked` session: the bytes so far are in `data` beside it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ChunkedMeta {
-    pub(crate) key: String,
-    pub(crate) content_type: String,
-    pub(crate) size: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct PartMeta {
-    pub(crate) etag: String,
-    pub(crate) size: u64,
-    pub(crate) sha256: String,
-}
-
-fn io_err(context: &'static str, e: std::io::Error) -> StorageError {
-    StorageError::Other { context, source: e.into() }
 }
 
 /// Ids made by this backend are ULIDs; anything else is not one of ours.
@@ -115,9 +100,10 @@ impl LocalStorage {
         let secret = load_or_create_secret(&root)?;
         Ok(LocalStorage {
             root,
-            base_url: format!("{}/storage/v1", public_url.trim_end_matches('/')),
-            secret,
+            base_url: format!("{}{ROUTES}", public_url.trim_end_matches('/')),
+            secret: secret.into(),
             open_keys: Arc::new(Mutex::new(())),
+            busy_sessions: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 
@@ -206,6 +192,30 @@ impl LocalStorage {
         read_json(&self.object_meta_path(hex)).await
     }
 
+    /// Claims the right to write the next chunk of `session`; `None` while
+    /// another request holds it.
+    pub(crate) fn claim_session(&self, session: &str) -> Option<SessionWriter<'_>> {
+        let mut busy = self.busy_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        busy.insert(session.to_owned()).then(|| SessionWriter { store: self, session: session.to_owned() })
+    }
+
+    /// Streams `input` into a fresh temporary file, at most `limit` bytes,
+    /// synced before it is handed back with its size and SHA-256.
+    pub(crate) async fn write_temp<S, E>(
+        &self,
+        input: S,
+        limit: u64,
+    ) -> Result<(TempFile, u64, Digest256), SinkError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        let (temp, file) = TempFile::create(self.temp_path()).await.map_err(SinkError::Disk)?;
+        let mut sink = Sink::new(file);
+        sink.pour(input, limit).await?;
+        let (size, digest) = sink.finish_file().await.map_err(SinkError::Disk)?;
+        Ok((temp, size, digest))
+    }
+
     /// Moves a finished, verified temporary file into place as `key`.
     /// One trip to the blocking pool for all of it: each `tokio::fs` call is
     /// a trip of its own (two thread wake-ups), which made up most of a
@@ -265,12 +275,71 @@ impl LocalStorage {
             sync_dir(part.parent().expect("parts live in their upload's directory"))
         })
         .await?;
-        write_json_atomic(self, &dir.join(format!("part-{part_number:05}.json")), meta).await
+        write_json_atomic(self.temp_path(), &dir.join(format!("part-{part_number:05}.json")), meta).await
+    }
+
+    /// The files of `parts`, checked as S3 checks them: each stored, with
+    /// the ETag the client names. An upload gone meanwhile (another complete
+    /// finished and removed it) is `NotFound`.
+    async fn part_files(&self, dir: &Path, parts: &[StoredPart]) -> Result<Vec<PathBuf>, StorageError> {
+        let mut files = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(meta) = read_json::<PartMeta>(&dir.join(format!("part-{:05}.json", part.part_number))).await?
+            else {
+                if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
+                    return Err(StorageError::NotFound);
+                }
+                return Err(StorageError::Rejected(format!("InvalidPart: part {} is not stored", part.part_number)));
+            };
+            if meta.etag.trim_matches('"') != part.etag.trim_matches('"') {
+                return Err(StorageError::Rejected(format!("InvalidPart: part {}'s ETag differs", part.part_number)));
+            }
+            files.push(dir.join(format!("part-{:05}", part.part_number)));
+        }
+        Ok(files)
+    }
+
+    /// Concatenates the parts into a temporary file through the one write
+    /// path (which hashes the whole on the way; that needs every byte read
+    /// once anyway, so it copies rather than `copy_file_range`s), moves it
+    /// into place as `key`, and removes the multipart upload.
+    async fn assemble(&self, key: String, upload_id: String, parts: Vec<StoredPart>) -> Result<(), StorageError> {
+        let upload = self.read_multipart(&upload_id).await?;
+        if upload.key != key {
+            return Err(StorageError::NotFound);
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if part.part_number as usize != i + 1 {
+                return Err(StorageError::Rejected("parts must be numbered 1, 2, 3... in order".into()));
+            }
+        }
+        let dir = self.multipart_dir(&upload_id);
+        let files = self.part_files(&dir, &parts).await?;
+        let (temp, file) = TempFile::create(self.temp_path()).await.map_err(|e| io_err("assembling the object", e))?;
+        let mut sink = Sink::new(file);
+        for path in files {
+            let part = match file_stream(&path).await {
+                Ok(part) => part,
+                // Another complete finished (and removed) the upload meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+                Err(e) => return Err(io_err("reading a part", e)),
+            };
+            sink.pour(part, u64::MAX).await.map_err(|e| match e {
+                SinkError::Input(e) => io_err("reading a part", e),
+                SinkError::Disk(e) => io_err("assembling the object", e),
+                SinkError::TooLong => unreachable!("no limit"),
+            })?;
+        }
+        let (size, digest) = sink.finish_file().await.map_err(|e| io_err("assembling the object", e))?;
+        let meta = ObjectMeta { key, size, content_type: upload.content_type, sha256: digest.base64() };
+        self.commit_object(temp.path(), &meta).await?;
+        temp.kept();
+        remove_dir_if_present(&dir, "removing the finished multipart upload").await
     }
 
     /// Removes temporary files older than `age`: what crashed or abandoned
     /// writes left behind. Never touches objects or parts in place.
-    pub async fn remove_stale_temp(&self, age: Duration) {
+    async fn remove_stale_temp(&self, age: Duration) {
         let Ok(mut entries) = tokio::fs::read_dir(self.root.join("tmp")).await else { return };
         while let Ok(Some(entry)) = entries.next_entry().await {
             let stale = entry
@@ -302,40 +371,6 @@ fn move_chunked_sessions(root: &Path) -> Result<(), StorageError> {
         }
     }
     Ok(())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned + Send + 'static>(path: &Path) -> Result<Option<T>, StorageError> {
-    let path = path.to_owned();
-    blocking(move || read_json_now(&path)).await
-}
-
-fn read_json_now<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(StorageError::other("reading metadata")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("reading metadata", e)),
-    }
-}
-
-async fn write_json_atomic<T: Serialize>(store: &LocalStorage, path: &Path, value: &T) -> Result<(), StorageError> {
-    let (temp, path) = (store.temp_path(), path.to_owned());
-    let bytes = serde_json::to_vec(value).map_err(StorageError::other("writing metadata"))?;
-    blocking(move || write_atomic_now(&temp, &path, &bytes)).await
-}
-
-/// Writes `bytes` to `temp`, syncs it, renames it to `path` and syncs the
-/// directory (a rename is durable only once its directory is).
-fn write_atomic_now(temp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let mut file = std::fs::File::create(temp).map_err(|e| io_err("writing metadata", e))?;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| io_err("writing metadata", e))?;
-    file.sync_all().map_err(|e| io_err("writing metadata", e))?;
-    std::fs::rename(temp, path).map_err(|e| io_err("writing metadata", e))?;
-    sync_dir(path.parent().expect("a file path has a directory"))
-}
-
-/// Makes the renames into `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("syncing a directory", e))
 }
 
 /// Reads `signing.key`, or makes one if there is none: 32 random bytes,
@@ -379,54 +414,6 @@ fn load_or_create_secret(root: &Path) -> Result<Vec<u8>, StorageError> {
     Ok(secret)
 }
 
-/// Concatenates the parts into `temp` (synced), checking each against its
-/// listed ETag; returns the size and the base64 SHA-256 of the whole. The
-/// whole-object digest needs every byte read once anyway, so this copies
-/// through a buffer rather than with `copy_file_range`.
-fn assemble_parts(dir: &Path, parts: &[StoredPart], temp: &Path) -> Result<(u64, String), StorageError> {
-    use std::io::{Read as _, Write as _};
-    let gone = |e: std::io::Error, context: &'static str| {
-        // Another complete finished (and removed) the upload meanwhile.
-        if e.kind() == std::io::ErrorKind::NotFound { StorageError::NotFound } else { io_err(context, e) }
-    };
-    let mut out = std::fs::File::create(temp).map_err(|e| io_err("assembling the object", e))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    for part in parts {
-        let Some(meta) = read_json_now::<PartMeta>(&dir.join(format!("part-{:05}.json", part.part_number)))? else {
-            if !dir.exists() {
-                return Err(StorageError::NotFound);
-            }
-            return Err(StorageError::Rejected(format!("InvalidPart: part {} is not stored", part.part_number)));
-        };
-        if meta.etag.trim_matches('"') != part.etag.trim_matches('"') {
-            return Err(StorageError::Rejected(format!("InvalidPart: part {}'s ETag differs", part.part_number)));
-        }
-        let mut input = std::fs::File::open(dir.join(format!("part-{:05}", part.part_number)))
-            .map_err(|e| gone(e, "reading a part"))?;
-        loop {
-            let n = input.read(&mut buf).map_err(|e| io_err("reading a part", e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| io_err("assembling the object", e))?;
-            size += n as u64;
-        }
-    }
-    out.sync_all().map_err(|e| io_err("assembling the object", e))?;
-    use base64::Engine as _;
-    Ok((size, base64::engine::general_purpose::STANDARD.encode(hasher.finalize())))
-}
-
-/// Runs file system work on the blocking pool, in one trip.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work).await.map_err(StorageError::other("file system task"))?
-}
-
 fn query_escape(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -461,7 +448,7 @@ impl Storage for LocalStorage {
         let dir = self.multipart_dir(&upload_id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err("creating the multipart upload", e))?;
         let meta = MultipartMeta { key: key.to_owned(), content_type: content_type.to_owned() };
-        write_json_atomic(self, &dir.join("upload.json"), &meta).await?;
+        write_json_atomic(self.temp_path(), &dir.join("upload.json"), &meta).await?;
         Ok(upload_id)
     }
 
@@ -512,55 +499,24 @@ impl Storage for LocalStorage {
         Ok(parts)
     }
 
-    /// Assembles on the blocking pool in one task, which runs to its end even
-    /// when the request that asked is dropped (a client gone during
-    /// `/complete`): the object is moved into place whole or not at all, and
-    /// a second complete meanwhile finds the upload gone (`NotFound`) and
-    /// looks for the object instead.
+    /// Assembles on a task of its own, which runs to its end even when the
+    /// request that asked is dropped (a client gone during `/complete`): the
+    /// object is moved into place whole or not at all, and a second complete
+    /// meanwhile finds the upload gone (`NotFound`) and looks for the object
+    /// instead.
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[StoredPart]) -> Result<(), StorageError> {
-        let upload = self.read_multipart(upload_id).await?;
-        if upload.key != key {
-            return Err(StorageError::NotFound);
-        }
-        for (i, part) in parts.iter().enumerate() {
-            if part.part_number as usize != i + 1 {
-                return Err(StorageError::Rejected("parts must be numbered 1, 2, 3... in order".into()));
-            }
-        }
-        let (dir, temp) = (self.multipart_dir(upload_id), self.temp_path());
-        let parts = parts.to_vec();
-        let assembled = blocking({
-            let (dir, temp) = (dir.clone(), temp.clone());
-            move || assemble_parts(&dir, &parts, &temp)
-        })
-        .await;
-        let (size, sha256) = match assembled {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temp).await;
-                return Err(e);
-            }
-        };
-        let meta = ObjectMeta { key: key.to_owned(), size, content_type: upload.content_type, sha256 };
-        self.commit_object(&temp, &meta).await?;
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing the finished multipart upload", e)),
-        }
+        let (store, key, upload_id, parts) = (self.clone(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
+        tokio::spawn(async move { store.assemble(key, upload_id, parts).await })
+            .await
+            .map_err(StorageError::other("assembling the object"))?
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StorageError> {
         if !is_upload_id(upload_id) {
             return Ok(());
         }
-        match tokio::fs::remove_dir_all(self.multipart_dir(upload_id)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("aborting the multipart upload", e)),
-        }
+        remove_dir_if_present(&self.multipart_dir(upload_id), "aborting the multipart upload").await
     }
-
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
         Ok(self.read_object_meta(key).await?.map(ObjectMeta::into_info))
     }
@@ -598,7 +554,7 @@ impl Storage for LocalStorage {
         tokio::fs::create_dir_all(&dir).await.map_err(|e| io_err("creating the chunked session", e))?;
         tokio::fs::File::create(dir.join("data")).await.map_err(|e| io_err("creating the chunked session", e))?;
         let meta = ChunkedMeta { key: key.to_owned(), content_type: content_type.to_owned(), size };
-        write_json_atomic(self, &dir.join("chunked.json"), &meta).await?;
+        write_json_atomic(self.temp_path(), &dir.join("chunked.json"), &meta).await?;
         Ok(session)
     }
 
@@ -606,11 +562,7 @@ impl Storage for LocalStorage {
         if !is_upload_id(session) {
             return Ok(());
         }
-        match tokio::fs::remove_dir_all(self.chunked_dir(session)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("aborting the chunked session", e)),
-        }
+        remove_dir_if_present(&self.chunked_dir(session), "aborting the chunked session").await
     }
 
     async fn presign_chunked(
@@ -644,6 +596,16 @@ impl Storage for LocalStorage {
             ),
             headers: BTreeMap::new(),
         })
+    }
+
+    fn router(self: Arc<Self>, origins: &[String]) -> Option<Router> {
+        Some(Router::new().nest_service(ROUTES, http::router(self, origins)))
+    }
+
+    /// Removes temporary files a day old: what crashed writes left behind
+    /// (a dropped request removes its own).
+    async fn housekeeping(&self) {
+        self.remove_stale_temp(Duration::from_secs(24 * 3600)).await;
     }
 }
 
