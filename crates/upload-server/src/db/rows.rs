@@ -1,0 +1,159 @@
+//! Uploads and files as stored: the rows, how a row's plan columns become a
+//! [`StoredPlan`] (refusing a row whose columns do not fit its plan kind),
+//! and the column lists the queries select.
+
+use std::collections::BTreeMap;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row};
+use upload_core::wire::{FileRecord, UploadState, UploaderKind};
+
+use crate::id::UploadId;
+use crate::plan::StoredPlan;
+use crate::time_util::rfc3339;
+
+/// An upload as stored.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    /// Upload id.
+    pub id: UploadId,
+    /// Owner id.
+    pub owner: String,
+    /// Object key.
+    pub object_key: String,
+    /// Sanitised name.
+    pub name: String,
+    /// Declared size.
+    pub size: u64,
+    /// Declared, normalised content type.
+    pub content_type: String,
+    /// Declared base64 SHA-256.
+    pub sha256: Option<String>,
+    /// JSON object of strings.
+    pub meta: String,
+    /// How the bytes are sent, with what the store made for it.
+    pub plan: StoredPlan,
+    /// Lifecycle state.
+    pub state: UploadState,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+impl UploadRow {
+    /// The meta map, parsed.
+    pub fn meta(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.meta).unwrap_or_default()
+    }
+}
+
+/// A column that holds something this version cannot represent.
+fn bad_column(column: &str, source: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(source) }
+}
+
+/// Why a row's plan columns do not make a plan.
+#[derive(Debug, thiserror::Error)]
+#[error("the plan columns of a {0} upload are incomplete")]
+struct IncompletePlan(UploaderKind);
+
+impl<'r> FromRow<'r, SqliteRow> for UploadRow {
+    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
+        let kind: UploaderKind = row.try_get::<&str, _>("uploader")?.parse().map_err(|e| bad_column("uploader", e))?;
+        let plan = match kind {
+            UploaderKind::S3 => StoredPlan::S3,
+            UploaderKind::S3Multipart => {
+                let upload_id: Option<String> = row.try_get("multipart_upload_id")?;
+                let part_size: Option<i64> = row.try_get("part_size")?;
+                let part_count: Option<i64> = row.try_get("part_count")?;
+                let (Some(upload_id), Some(part_size), Some(part_count)) = (upload_id, part_size, part_count) else {
+                    return Err(bad_column("multipart_upload_id", IncompletePlan(kind)));
+                };
+                StoredPlan::S3Multipart {
+                    upload_id,
+                    part_size: part_size as u64,
+                    part_count: part_count as u32,
+                    part_checksums: row.try_get("part_checksums")?,
+                }
+            }
+            UploaderKind::Chunked => StoredPlan::Chunked {
+                session: row
+                    .try_get::<Option<String>, _>("chunked_session")?
+                    .ok_or_else(|| bad_column("chunked_session", IncompletePlan(kind)))?,
+            },
+        };
+        Ok(UploadRow {
+            id: row.try_get("id")?,
+            owner: row.try_get("owner")?,
+            object_key: row.try_get("object_key")?,
+            name: row.try_get("name")?,
+            size: row.try_get::<i64, _>("size")? as u64,
+            content_type: row.try_get("content_type")?,
+            sha256: row.try_get("sha256")?,
+            meta: row.try_get("meta")?,
+            plan,
+            state: row.try_get::<&str, _>("state")?.parse().map_err(|e| bad_column("state", e))?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }
+}
+
+/// The plan's columns: `multipart_upload_id`, `part_size`, `part_count`,
+/// `part_checksums`, `chunked_session`.
+pub(super) type PlanColumns<'a> = (Option<&'a str>, Option<i64>, Option<i64>, bool, Option<&'a str>);
+
+pub(super) fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
+    match plan {
+        StoredPlan::S3 => (None, None, None, false, None),
+        StoredPlan::S3Multipart { upload_id, part_size, part_count, part_checksums } => {
+            (Some(upload_id), Some(*part_size as i64), Some(i64::from(*part_count)), *part_checksums, None)
+        }
+        StoredPlan::Chunked { session } => (None, None, None, false, Some(session)),
+    }
+}
+
+/// A file as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRow {
+    /// File id (the id of the upload that made it).
+    pub id: UploadId,
+    /// Owner id.
+    pub owner: String,
+    /// Object key.
+    pub object_key: String,
+    /// Sanitised name.
+    pub name: String,
+    /// Verified size.
+    pub size: i64,
+    /// Verified content type.
+    pub content_type: String,
+    /// Base64 SHA-256.
+    pub sha256: Option<String>,
+    /// JSON object of strings.
+    pub meta: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl FileRow {
+    /// The wire form.
+    pub fn into_record(self) -> FileRecord {
+        FileRecord {
+            meta: serde_json::from_str(&self.meta).unwrap_or_default(),
+            created_at: rfc3339(self.created_at),
+            id: self.id.to_string(),
+            name: self.name,
+            size: self.size as u64,
+            content_type: self.content_type,
+            key: self.object_key,
+            sha256: self.sha256,
+            owner: self.owner,
+        }
+    }
+}
+
+pub(super) const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+    multipart_upload_id, part_checksums, part_size, part_count, chunked_session, state, created_at, expires_at";
+pub(super) const FILE_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, created_at";

@@ -1,0 +1,176 @@
+//! The group-commit writer: new uploads, the hot path, are queued to one
+//! task that commits whatever arrived meanwhile in one transaction, with one
+//! multi-row INSERT, and checks each owner's pending limit inside it.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+use upload_core::wire::UploadState;
+
+use super::rows::{UploadRow, plan_columns};
+use super::{BEGIN_WRITE, rollback};
+
+/// Most new uploads committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// The writer task's handle; cheap to clone. The task ends with the last one.
+#[derive(Clone, Debug)]
+pub(super) struct Inserts {
+    jobs: mpsc::Sender<InsertJob>,
+}
+
+impl Inserts {
+    /// Starts the writer task on `write`, the one write connection.
+    pub(super) fn spawn(write: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(insert_batches(write, queue));
+        Inserts { jobs }
+    }
+
+    /// Queues a new upload for the next batch and waits for its commit.
+    /// Returns whether it was inserted (the owner had room).
+    pub(super) async fn insert(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        let job = InsertJob { row, max_pending, now_ms, reply };
+        self.jobs.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// Whether the writer task has stopped.
+    pub(super) fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+
+    /// Whether any handle on the writer is left, without being one: tasks
+    /// beside it (the checkpointer) end when this turns false.
+    pub(super) fn in_use(&self) -> impl Fn() -> bool + Send + 'static {
+        let jobs = self.jobs.downgrade();
+        move || jobs.upgrade().is_some()
+    }
+}
+
+#[derive(Debug)]
+struct InsertJob {
+    row: UploadRow,
+    max_pending: u32,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<bool, sqlx::Error>>,
+}
+
+/// The writer task: takes new uploads as they come, commits each batch in
+/// one transaction, answers every caller.
+async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match insert_batch(&write, &batch).await {
+            Ok(inserted) => {
+                for (job, inserted) in batch.drain(..).zip(inserted) {
+                    let _ = job.reply.send(Ok(inserted));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(sqlx::Error::Protocol(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut conn = write.acquire().await?;
+    let outcome = insert_batch_in(&mut conn, batch).await;
+    if outcome.is_err() {
+        rollback(&mut conn).await;
+    }
+    outcome
+}
+
+/// A batch in two trips to SQLite's worker thread (each trip is a wake-up
+/// of that thread and one of ours, the largest cost of a small commit):
+/// `BEGIN IMMEDIATE` with the counters of the batch's owners, then the
+/// insert with the `COMMIT`. sqlx runs a string of several statements as
+/// one command, binding the arguments in order; its `Transaction` would
+/// send BEGIN and COMMIT as trips of their own.
+async fn insert_batch_in(conn: &mut sqlx::SqliteConnection, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut read = QueryBuilder::new(BEGIN_WRITE);
+    read.push("; SELECT owner, pending FROM owner_pending WHERE owner IN (");
+    let mut list = read.separated(", ");
+    for owner in &owners {
+        list.push_bind(*owner);
+    }
+    read.push(")");
+    let counters: HashMap<String, i64> =
+        read.build_query_as::<(String, i64)>().fetch_all(&mut *conn).await?.into_iter().collect();
+
+    // Decide in order. Only an owner the counter says is full gets the
+    // exact, window-aware count (the counter also holds uploads past their
+    // window that the sweeper has not expired yet). The write lock is held
+    // from BEGIN IMMEDIATE, so nothing changes between the reads and the insert.
+    let mut room: HashMap<&str, i64> = HashMap::with_capacity(owners.len());
+    let mut inserted = Vec::with_capacity(batch.len());
+    for job in batch {
+        let owner = job.row.owner.as_str();
+        let max = i64::from(job.max_pending);
+        if !room.contains_key(owner) {
+            let mut pending = counters.get(owner).copied().unwrap_or(0);
+            if pending >= max {
+                pending = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' \
+                     AND expires_at > ? LIMIT ?)",
+                )
+                .bind(owner)
+                .bind(job.now_ms)
+                .bind(max)
+                .fetch_one(&mut *conn)
+                .await?;
+            }
+            room.insert(owner, max - pending);
+        }
+        let left = room.get_mut(owner).expect("inserted above");
+        inserted.push(*left > 0);
+        if *left > 0 {
+            *left -= 1;
+        }
+    }
+    let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
+    if rows.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        return Ok(inserted);
+    }
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+         multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
+         updated_at) ",
+    );
+    insert.push_values(rows, |mut values, row| {
+        let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
+        values
+            .push_bind(&row.id)
+            .push_bind(&row.owner)
+            .push_bind(&row.object_key)
+            .push_bind(&row.name)
+            .push_bind(row.size as i64)
+            .push_bind(&row.content_type)
+            .push_bind(&row.sha256)
+            .push_bind(&row.meta)
+            .push_bind(row.plan.kind().as_str())
+            .push_bind(upload_id)
+            .push_bind(part_size)
+            .push_bind(part_count)
+            .push_bind(part_checksums)
+            .push_bind(session)
+            .push_bind(UploadState::Pending.as_str())
+            .push_bind(row.created_at)
+            .push_bind(row.expires_at)
+            .push_bind(row.created_at);
+    });
+    insert.push("; COMMIT");
+    insert.build().execute(&mut *conn).await?;
+    Ok(inserted)
+}
