@@ -5,7 +5,7 @@
 //! nest [`app`] in your own axum application:
 //!
 //! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = upload_server::Config::builder().s3_bucket("my-bucket").build()?;
 //! let state = upload_server::AppState::from_config(config).await?;
 //! let router = axum::Router::new().merge(upload_server::app(state));
@@ -40,10 +40,30 @@ use crate::error::ApiError;
 pub use crate::id::UploadId;
 pub use crate::plan::StoredPlan;
 use crate::rate_limit::RateLimiter;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::storage::local::LocalStorage;
 use crate::storage::s3::S3Storage;
 use crate::upload_token::UploadTokens;
+
+/// Why [`AppState::from_config`] could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("creating the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The object store could not be reached or opened.
+    #[error("opening the object store")]
+    Storage(#[from] StorageError),
+    /// The database could not be opened or migrated.
+    #[error("opening the database")]
+    Database(#[from] sqlx::Error),
+}
 
 /// Everything handlers share; cheap to clone.
 #[derive(Clone)]
@@ -73,8 +93,9 @@ impl AppState {
 
     /// Connects storage and the database as the configuration says, with
     /// JWT identity when a secret is set and development identity otherwise.
-    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
+    pub async fn from_config(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
         let storage: Arc<dyn Storage> = match &config.storage {
             StorageConfig::S3(settings) => Arc::new(S3Storage::connect(settings.clone()).await?),
             StorageConfig::Local => Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?),
