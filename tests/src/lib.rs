@@ -121,6 +121,11 @@ impl TestServer {
     }
 }
 
+/// Unix milliseconds now, as the server keeps times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// An HS256 token for `sub`, expiring `exp_in` seconds from now (negative: already expired).
 pub fn token(sub: &str, exp_in: i64) -> String {
     token_with_secret(sub, exp_in, JWT_SECRET)

@@ -10,8 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use upload_server::sweeper::sweep_until;
-use upload_server::time_util::now_ms;
-use upload_tests::{Backend, TestServer, bytes, json_ok, post_form, token};
+use upload_tests::{Backend, TestServer, bytes, json_ok, now_ms, post_form, token};
 
 /// New uploads per instance per round, all in flight at once: enough for the
 /// two writers to overlap (at 40, deferred transactions failing with "database

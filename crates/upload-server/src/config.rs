@@ -45,7 +45,7 @@ pub struct Config {
     pub database_url: String,
     /// Object storage.
     pub storage: StorageConfig,
-    /// HS256 secret for bearer tokens (at least [`MIN_JWT_SECRET_LEN`]
+    /// HS256 secret for bearer tokens (at least 32
     /// bytes); `None` is development identity, which [`ConfigBuilder::build`]
     /// allows only on a loopback address or with `dev_mode`.
     pub jwt_secret: Option<String>,
@@ -441,7 +441,7 @@ impl ConfigBuilder {
 /// Shortest accepted `UPLOAD_JWT_SECRET`: an HS256 key should be as long as
 /// the hash (RFC 7518 3.2), and a short one can be brute-forced offline from
 /// any token.
-pub const MIN_JWT_SECRET_LEN: usize = 32;
+pub(crate) const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// Development identity makes everybody one owner who can list, download and
 /// delete every file, so it never happens by accident: without a secret the

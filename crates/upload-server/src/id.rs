@@ -12,24 +12,24 @@ use ulid::Ulid;
 /// arbitrary string from a request path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
 #[sqlx(transparent)]
-pub struct UploadId(String);
+pub(crate) struct UploadId(String);
 
 impl UploadId {
     /// A fresh id.
     #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         UploadId(Ulid::new().to_string())
     }
 
     /// The id written as `s`, when `s` is a ULID as this server writes them
     /// (upper case); anything else cannot name an upload.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         let ulid = Ulid::from_string(s).ok()?;
         (ulid.to_string() == s).then(|| UploadId(s.to_owned()))
     }
 
     /// The id as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

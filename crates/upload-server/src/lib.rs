@@ -15,18 +15,18 @@
 //! Architecture invariant: only this crate holds storage credentials; the
 //! browser only ever gets URLs and forms signed for one object.
 
-pub mod api;
+mod api;
 pub mod auth;
-pub mod config;
-pub mod db;
-pub mod error;
+mod config;
+mod db;
+mod error;
 mod id;
 mod plan;
 mod rate_limit;
 pub mod serve;
 pub mod storage;
 pub mod sweeper;
-pub mod time_util;
+mod time_util;
 pub mod upload_token;
 
 use std::sync::Arc;
@@ -35,14 +35,12 @@ use axum::Router;
 
 use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
 pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
-use crate::db::Db;
-use crate::error::ApiError;
-pub use crate::id::UploadId;
-pub use crate::plan::StoredPlan;
+pub use crate::db::Db;
+pub use crate::error::{ApiError, ApiResult};
 use crate::rate_limit::RateLimiter;
-use crate::storage::{Storage, StorageError};
 use crate::storage::local::LocalStorage;
 use crate::storage::s3::S3Storage;
+use crate::storage::{Storage, StorageError};
 use crate::upload_token::UploadTokens;
 
 /// Why [`AppState::from_config`] could not start.

@@ -6,7 +6,7 @@ use crate::storage::{Storage, StorageError};
 
 /// How an upload's bytes are sent, with what the store made for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredPlan {
+pub(crate) enum StoredPlan {
     /// One POST of a signed form; nothing in the store until it arrives.
     S3,
     /// A multipart upload in the store.
@@ -29,7 +29,7 @@ pub enum StoredPlan {
 
 impl StoredPlan {
     /// The kind, as on the wire.
-    pub fn kind(&self) -> UploaderKind {
+    pub(crate) fn kind(&self) -> UploaderKind {
         match self {
             StoredPlan::S3 => UploaderKind::S3,
             StoredPlan::S3Multipart { .. } => UploaderKind::S3Multipart,
@@ -41,7 +41,7 @@ impl StoredPlan {
     /// reports the digest of what it holds) for this plan. A multipart
     /// upload's digest is a composite of the parts', so a declared
     /// whole-file digest is checked by nobody.
-    pub fn whole_file_digest(&self) -> bool {
+    pub(crate) fn whole_file_digest(&self) -> bool {
         !matches!(self, StoredPlan::S3Multipart { .. })
     }
 

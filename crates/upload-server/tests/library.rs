@@ -10,9 +10,9 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use upload_server::auth::DevelopmentIdentity;
-use upload_server::db::Db;
+
 use upload_server::storage::local::LocalStorage;
-use upload_server::{AppState, Config, app};
+use upload_server::{AppState, Config, Db, app};
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
     let response = router.clone().oneshot(request).await.unwrap();

@@ -153,7 +153,7 @@ async fn expired_and_tampered_scoped_tokens_are_refused(backend: Backend) {
     let id = created["id"].as_str().unwrap();
     let path = format!("/uploads/{id}");
 
-    let expired = server.state.upload_tokens().issue(id, "jay", upload_server::time_util::now_ms() - 60_000);
+    let expired = server.state.upload_tokens().issue(id, "jay", upload_tests::now_ms() - 60_000);
     let message =
         expect_error(Client { server: &server, token: Some(expired) }.get(&path).await, 401, "unauthorized").await;
     assert!(message.contains("expired"), "{message}");
@@ -172,7 +172,7 @@ async fn expired_and_tampered_scoped_tokens_are_refused(backend: Backend) {
         // Signed by a server with another secret.
         {
             let elsewhere = upload_server::upload_token::UploadTokens::new(Some(b"another server's secret".as_slice()));
-            elsewhere.issue(id, "jay", upload_server::time_util::now_ms() + 60_000)
+            elsewhere.issue(id, "jay", upload_tests::now_ms() + 60_000)
         },
     ];
     for token in tampered {

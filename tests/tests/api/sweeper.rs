@@ -7,8 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use upload_server::storage::StorageError;
 use upload_server::sweeper::{sweep_once, sweep_until};
-use upload_server::time_util::now_ms;
-use upload_tests::{Backend, TestServer, bytes, json_ok, on_every_backend, post_form};
+use upload_tests::{Backend, TestServer, bytes, json_ok, now_ms, on_every_backend, post_form};
 
 const MIB: usize = 1024 * 1024;
 

@@ -23,7 +23,7 @@ mod uploads;
 
 /// Largest API request body. The biggest legitimate one, a `/complete` with
 /// 10,000 parts, is about 800 KB.
-pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
 /// The API, `/healthz`, and `storage`, the object store's own routes when it
 /// has some, merged beside them.
@@ -124,7 +124,7 @@ async fn deadline(
 }
 
 /// `Json` whose rejections come back in the contract's error shape.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where

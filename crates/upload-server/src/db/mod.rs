@@ -20,10 +20,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use upload_core::wire::UploadState;
 
 use crate::id::UploadId;
-pub use crate::plan::StoredPlan;
 use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
 use rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
-pub use rows::{FileRow, UploadRow};
+pub(crate) use rows::{FileRow, UploadRow};
 use writer::Inserts;
 
 mod checkpoint;
@@ -103,12 +102,17 @@ impl Db {
     /// Inserts a pending upload unless the owner already has `max_pending`
     /// pending ones; the count and the insert are one statement, so
     /// concurrent requests cannot overshoot. Returns whether it was inserted.
-    pub async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn insert_upload(
+        &self,
+        row: UploadRow,
+        max_pending: u32,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         self.inserts.insert(row, max_pending, now_ms).await
     }
 
     /// One upload of this owner.
-    pub async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
+    pub(crate) async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
@@ -117,7 +121,12 @@ impl Db {
     }
 
     /// Moves a pending upload to `to`. Returns false when it was no longer pending.
-    pub async fn finish_pending(&self, id: &UploadId, to: UploadState, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn finish_pending(
+        &self,
+        id: &UploadId,
+        to: UploadState,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND state = 'pending'")
             .bind(to.as_str())
             .bind(now_ms)
@@ -137,7 +146,7 @@ impl Db {
     /// inside an open transaction: every later write would "succeed" inside
     /// it and be rolled back, and the write lock would stay held. On its own
     /// task it always runs to COMMIT or ROLLBACK.
-    pub async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
         let (write, file) = (self.write.clone(), file.clone());
         tokio::spawn(async move { complete_in(&write, &file, now_ms).await })
             .await
@@ -145,7 +154,7 @@ impl Db {
     }
 
     /// One file of this owner.
-    pub async fn file(&self, owner: &str, id: &UploadId) -> Result<Option<FileRow>, sqlx::Error> {
+    pub(crate) async fn file(&self, owner: &str, id: &UploadId) -> Result<Option<FileRow>, sqlx::Error> {
         sqlx::query_as(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND owner = ?"))
             .bind(id)
             .bind(owner)
@@ -155,7 +164,7 @@ impl Db {
 
     /// A page of this owner's files, newest first, after `cursor` (the
     /// `(created_at, id)` of the last file of the previous page).
-    pub async fn list_files(
+    pub(crate) async fn list_files(
         &self,
         owner: &str,
         limit: u32,
@@ -176,7 +185,7 @@ impl Db {
     }
 
     /// Deletes a file record. Returns whether there was one.
-    pub async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("DELETE FROM files WHERE id = ? AND owner = ?")
             .bind(id)
             .bind(owner)
@@ -186,7 +195,7 @@ impl Db {
     }
 
     /// Pending uploads whose window closed before `before_ms`, oldest first.
-    pub async fn overdue_pending(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
+    pub(crate) async fn overdue_pending(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'pending' AND expires_at < ? ORDER BY expires_at LIMIT ?"
         ))
@@ -199,7 +208,7 @@ impl Db {
     /// Claims an overdue pending upload for cleanup (pending -> expired,
     /// cleanup pending). Returns false when another request or instance got
     /// there first.
-    pub async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE uploads SET state = 'expired', cleanup_pending = 1, updated_at = ? WHERE id = ? AND state = 'pending'",
         )
@@ -211,7 +220,7 @@ impl Db {
     }
 
     /// Expired uploads whose cleanup was claimed before `before_ms` and never finished.
-    pub async fn stale_cleanups(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
+    pub(crate) async fn stale_cleanups(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE cleanup_pending = 1 AND updated_at < ? ORDER BY updated_at LIMIT ?"
         ))
@@ -222,7 +231,7 @@ impl Db {
     }
 
     /// Re-claims a stale cleanup (compare-and-set on its timestamp).
-    pub async fn touch_cleanup(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(crate) async fn touch_cleanup(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
         let done =
             sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ? AND cleanup_pending = 1 AND updated_at < ?")
                 .bind(now_ms)
@@ -234,14 +243,14 @@ impl Db {
     }
 
     /// Marks an upload's storage clean.
-    pub async fn finish_cleanup(&self, id: &UploadId) -> Result<(), sqlx::Error> {
+    pub(crate) async fn finish_cleanup(&self, id: &UploadId) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.write).await?;
         Ok(())
     }
 
     /// Checks the database answers, readers and the writer: a health check
     /// that only read would stay green while no write can succeed.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
         if self.inserts.is_closed() {
             return Err(sqlx::Error::Protocol("the writer task has stopped".to_owned()));
         }
@@ -304,6 +313,7 @@ async fn rollback(conn: &mut sqlx::SqliteConnection) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::StoredPlan;
     use sqlx::Connection as _;
 
     /// A fixed id: `tail` padded to a ULID with zeros.

@@ -2,8 +2,6 @@
 //! [`StoredPlan`] (refusing a row whose columns do not fit its plan kind),
 //! and the column lists the queries select.
 
-use std::collections::BTreeMap;
-
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 use upload_core::wire::{FileRecord, UploadState, UploaderKind};
@@ -14,38 +12,31 @@ use crate::time_util::rfc3339;
 
 /// An upload as stored.
 #[derive(Debug, Clone)]
-pub struct UploadRow {
+pub(crate) struct UploadRow {
     /// Upload id.
-    pub id: UploadId,
+    pub(crate) id: UploadId,
     /// Owner id.
-    pub owner: String,
+    pub(crate) owner: String,
     /// Object key.
-    pub object_key: String,
+    pub(crate) object_key: String,
     /// Sanitised name.
-    pub name: String,
+    pub(crate) name: String,
     /// Declared size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Declared, normalised content type.
-    pub content_type: String,
+    pub(crate) content_type: String,
     /// Declared base64 SHA-256.
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// JSON object of strings.
-    pub meta: String,
+    pub(crate) meta: String,
     /// How the bytes are sent, with what the store made for it.
-    pub plan: StoredPlan,
+    pub(crate) plan: StoredPlan,
     /// Lifecycle state.
-    pub state: UploadState,
+    pub(crate) state: UploadState,
     /// Unix milliseconds.
-    pub created_at: i64,
+    pub(crate) created_at: i64,
     /// Unix milliseconds.
-    pub expires_at: i64,
-}
-
-impl UploadRow {
-    /// The meta map, parsed.
-    pub fn meta(&self) -> BTreeMap<String, String> {
-        serde_json::from_str(&self.meta).unwrap_or_default()
-    }
+    pub(crate) expires_at: i64,
 }
 
 /// A column that holds something this version cannot represent.
@@ -116,30 +107,30 @@ pub(super) fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
 
 /// A file as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FileRow {
+pub(crate) struct FileRow {
     /// File id (the id of the upload that made it).
-    pub id: UploadId,
+    pub(crate) id: UploadId,
     /// Owner id.
-    pub owner: String,
+    pub(crate) owner: String,
     /// Object key.
-    pub object_key: String,
+    pub(crate) object_key: String,
     /// Sanitised name.
-    pub name: String,
+    pub(crate) name: String,
     /// Verified size.
-    pub size: i64,
+    pub(crate) size: i64,
     /// Verified content type.
-    pub content_type: String,
+    pub(crate) content_type: String,
     /// Base64 SHA-256.
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// JSON object of strings.
-    pub meta: String,
+    pub(crate) meta: String,
     /// Unix milliseconds.
-    pub created_at: i64,
+    pub(crate) created_at: i64,
 }
 
 impl FileRow {
     /// The wire form.
-    pub fn into_record(self) -> FileRecord {
+    pub(crate) fn into_record(self) -> FileRecord {
         FileRecord {
             meta: serde_json::from_str(&self.meta).unwrap_or_default(),
             created_at: rfc3339(self.created_at),
