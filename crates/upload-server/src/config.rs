@@ -327,41 +327,95 @@ impl ConfigBuilder {
         self
     }
 
-    /// Validates and fills in defaults.
+    /// Validates and fills in defaults, one concern at a time; the first
+    /// bad value is refused, naming its variable.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let (listen, public_url) = self.address()?;
+        let dev_mode = self.dev_mode.unwrap_or(false);
+        check_identity(self.jwt_secret.as_deref(), dev_mode, listen)?;
+        let (data_dir, database_url) = self.database()?;
+        let storage = self.storage();
+        let constraints = self.constraints()?;
+        let url_ttl = self.url_ttl()?;
+        let (part_size, multipart_threshold) = self.multipart_sizes()?;
+        let cors_origins = self.allowed_origins()?;
+        let (static_dir, pkg_dir) = self.served_dirs();
+        let request_timeout = self.request_timeout()?;
+        let abort_incomplete_days = self.abort_incomplete_days()?;
+        Ok(Config {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            storage,
+            jwt_secret: self.jwt_secret,
+            jwt_audience: self.jwt_audience,
+            dev_mode,
+            constraints,
+            url_ttl,
+            multipart_threshold,
+            part_size,
+            // A multipart upload may stay pending at least as long as its URLs live.
+            multipart_window: Duration::from_secs(self.multipart_window.unwrap_or(86_400)).max(url_ttl),
+            cors_origins,
+            rate_limit: self.rate_limit.unwrap_or(50),
+            static_dir,
+            pkg_dir,
+            abort_incomplete_days,
+            sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
+            sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
+            request_timeout,
+        })
+    }
+
+    /// The address to bind, and the base URL browsers reach it at.
+    fn address(&self) -> Result<(SocketAddr, String), ConfigError> {
+        let listen_text = self.listen.as_deref().unwrap_or("127.0.0.1:8080");
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|e| config_error("UPLOAD_LISTEN", format!("`{listen_text}` is not host:port ({e})")))?;
-        let public_url = self.public_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned();
+        let public_url =
+            self.public_url.clone().unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned();
         if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
             return Err(config_error(
                 "UPLOAD_PUBLIC_URL",
                 format!("`{public_url}` must start with http:// or https://"),
             ));
         }
-        let dev_mode = self.dev_mode.unwrap_or(false);
-        check_identity(self.jwt_secret.as_deref(), dev_mode, listen)?;
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        Ok((listen, public_url))
+    }
+
+    /// The data directory, and the SQLite database (in it unless given).
+    fn database(&self) -> Result<(PathBuf, String), ConfigError> {
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data"));
         let database_url =
-            self.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("uploads.db").display()));
+            self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("uploads.db").display()));
         if !database_url.starts_with("sqlite:") {
             return Err(config_error("UPLOAD_DATABASE_URL", "only sqlite:// URLs are supported"));
         }
-        let storage = match self.s3_bucket {
+        Ok((data_dir, database_url))
+    }
+
+    /// S3 when a bucket is named, else the embedded store.
+    fn storage(&self) -> StorageConfig {
+        match &self.s3_bucket {
             Some(bucket) => StorageConfig::S3(S3Settings {
-                bucket,
-                endpoint: self.s3_endpoint,
-                region: self.s3_region.unwrap_or_else(|| "us-east-1".to_owned()),
+                bucket: bucket.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
                 force_path_style: self.s3_force_path_style.unwrap_or(false),
             }),
             None => StorageConfig::Local,
-        };
+        }
+    }
+
+    /// What uploads may be: size, pending count per owner, accepted types.
+    fn constraints(&self) -> Result<UploadConstraints, ConfigError> {
         let defaults = UploadConstraints::default();
         let constraints = UploadConstraints {
             max_file_size: self.max_file_size.unwrap_or(defaults.max_file_size),
             max_files: self.max_files.unwrap_or(defaults.max_files),
-            accept: self.accept.unwrap_or_default(),
+            accept: self.accept.clone().unwrap_or_default(),
         };
         if constraints.max_file_size == 0 || constraints.max_file_size > upload_core::MAX_OBJECT_SIZE {
             return Err(config_error("UPLOAD_MAX_FILE_SIZE", "must be 1 byte to 5 TiB"));
@@ -370,11 +424,21 @@ impl ConfigBuilder {
             return Err(config_error("UPLOAD_MAX_FILES", "must be at least 1"));
         }
         constraints.validate().map_err(|e| config_error("UPLOAD_ACCEPT", e.to_string()))?;
+        Ok(constraints)
+    }
+
+    /// How long a signed URL lives.
+    fn url_ttl(&self) -> Result<Duration, ConfigError> {
         let url_ttl = self.url_ttl.unwrap_or(3600);
         // SigV4 presigned URLs cannot live longer than 7 days.
         if !(1..=604_800).contains(&url_ttl) {
             return Err(config_error("UPLOAD_URL_TTL", format!("{url_ttl} is outside 1..=604800 seconds")));
         }
+        Ok(Duration::from_secs(url_ttl))
+    }
+
+    /// The part size (within S3's limits) and the size from which uploads are multipart.
+    fn multipart_sizes(&self) -> Result<(u64, u64), ConfigError> {
         let part_size = self.part_size.unwrap_or(8 * 1024 * 1024);
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
             return Err(config_error(
@@ -386,8 +450,12 @@ impl ConfigBuilder {
         if multipart_threshold == 0 {
             return Err(config_error("UPLOAD_MULTIPART_THRESHOLD", "must be at least 1 byte"));
         }
-        let multipart_window = self.multipart_window.unwrap_or(86_400).max(url_ttl);
-        let cors_origins = self.cors_origins.unwrap_or_default();
+        Ok((part_size, multipart_threshold))
+    }
+
+    /// Origins allowed to call the API, each a real origin (or `*`).
+    fn allowed_origins(&self) -> Result<Vec<String>, ConfigError> {
+        let cors_origins = self.cors_origins.clone().unwrap_or_default();
         for origin in &cors_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(config_error(
@@ -396,45 +464,39 @@ impl ConfigBuilder {
                 ));
             }
         }
-        let static_dir = self.static_dir.or_else(|| {
+        Ok(cors_origins)
+    }
+
+    /// The upload page and the browser package: as given, else the
+    /// repository's own when the server runs from a checkout that has them.
+    fn served_dirs(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        let static_dir = self.static_dir.clone().or_else(|| {
             let default = PathBuf::from("www");
             default.join("index.html").is_file().then_some(default)
         });
-        let pkg_dir = self.pkg_dir.or_else(|| {
+        let pkg_dir = self.pkg_dir.clone().or_else(|| {
             let default = PathBuf::from("crates/upload-wasm/pkg");
             default.join("upload_wasm.js").is_file().then_some(default)
         });
+        (static_dir, pkg_dir)
+    }
+
+    /// How long an API request may take before it is answered 503.
+    fn request_timeout(&self) -> Result<Duration, ConfigError> {
         let request_timeout = self.request_timeout.unwrap_or(120);
         if request_timeout == 0 {
             return Err(config_error("UPLOAD_REQUEST_TIMEOUT", "must be at least 1 second"));
         }
+        Ok(Duration::from_secs(request_timeout))
+    }
+
+    /// The lifecycle rule `bucket setup` applies.
+    fn abort_incomplete_days(&self) -> Result<i32, ConfigError> {
         let abort_incomplete_days = self.abort_incomplete_days.unwrap_or(2);
         if abort_incomplete_days < 1 {
             return Err(config_error("UPLOAD_ABORT_INCOMPLETE_DAYS", "must be at least 1"));
         }
-        Ok(Config {
-            listen,
-            public_url,
-            data_dir,
-            database_url,
-            storage,
-            jwt_secret: self.jwt_secret,
-            jwt_audience: self.jwt_audience,
-            dev_mode,
-            constraints,
-            url_ttl: Duration::from_secs(url_ttl),
-            multipart_threshold,
-            part_size,
-            multipart_window: Duration::from_secs(multipart_window),
-            cors_origins,
-            rate_limit: self.rate_limit.unwrap_or(50),
-            static_dir,
-            pkg_dir,
-            abort_incomplete_days,
-            sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
-            sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
-            request_timeout: Duration::from_secs(request_timeout),
-        })
+        Ok(abort_incomplete_days)
     }
 }
 
