@@ -77,6 +77,12 @@ pub enum UploadPlan {
         part_size: u64,
         /// Number of parts.
         part_count: u32,
+        /// Every part's SHA-256 must be given when its URL is asked for
+        /// (the upload was created with `part_checksums`): a client that
+        /// did not create the upload itself (a LiveView uploader) learns it
+        /// here. Absent when false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        part_checksums: bool,
     },
     /// Consecutive `Content-Range` PUTs to one session URL.
     Chunked {
@@ -464,10 +470,17 @@ mod tests {
 
     #[test]
     fn plans_are_tagged_by_uploader() {
-        let plan = UploadPlan::S3Multipart { upload_id: "u".into(), part_size: 5, part_count: 2 };
+        let plan =
+            UploadPlan::S3Multipart { upload_id: "u".into(), part_size: 5, part_count: 2, part_checksums: false };
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["uploader"], "S3Multipart");
+        assert!(json.get("part_checksums").is_none(), "absent when false: {json}");
         assert_eq!(serde_json::from_value::<UploadPlan>(json).unwrap(), plan);
+        let checked =
+            UploadPlan::S3Multipart { upload_id: "u".into(), part_size: 5, part_count: 2, part_checksums: true };
+        let json = serde_json::to_value(&checked).unwrap();
+        assert_eq!(json["part_checksums"], true);
+        assert_eq!(serde_json::from_value::<UploadPlan>(json).unwrap(), checked);
     }
 
     #[test]

@@ -27,6 +27,11 @@ impl Api {
         Api { endpoint, token: RefCell::new(token) }
     }
 
+    /// The base URL; empty for an Uploader that has only the app's `create` step.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// One request; the parsed JSON of a 2xx answer (`null` when empty), or
     /// the contract's error.
     pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&JsValue>) -> Result<JsValue, Fail> {

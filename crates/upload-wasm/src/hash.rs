@@ -66,13 +66,11 @@ impl Extras {
     /// The module, loaded once.
     pub(crate) async fn module(&self) -> Result<HashModule, Fail> {
         let promise = self.module.borrow_mut().get_or_insert_with(load_hash).clone();
-        match JsFuture::from(promise).await {
-            Ok(module) => Ok(module.unchecked_into()),
-            Err(e) => {
-                *self.module.borrow_mut() = None;
-                Err(Fail::new("internal", cat(&["the package's hash/ module did not load: ", &message(&e)])))
-            }
+        let loaded = instantiated(promise).await;
+        if loaded.is_err() {
+            *self.module.borrow_mut() = None;
         }
+        loaded
     }
 
     /// The upload for `file`: with `checksums`, the declaration gets the
@@ -88,13 +86,16 @@ impl Extras {
         client: &Client,
     ) -> Result<(Started, Option<String>), Fail> {
         if self.sums {
-            let config = client.config().await?;
-            if body.size < config.multipart_threshold {
-                if body.sha256.is_none() {
-                    body.sha256 = Some(sum(module, file).await?);
+            match client.known_config().await? {
+                Some(config) if body.size < config.multipart_threshold => {
+                    if body.sha256.is_none() {
+                        body.sha256 = Some(sum(module, file).await?);
+                    }
                 }
-            } else {
-                body.part_checksums = true;
+                // Multipart; or unknown (only the app's `create` step): the
+                // server ignores part checksums for a single POST, and the
+                // whole file is not hashed on a guess.
+                _ => body.part_checksums = true,
             }
         }
         if !self.resume {
@@ -181,6 +182,20 @@ impl Extras {
         if let Ok(module) = self.module().await {
             module.forget(key);
         }
+    }
+}
+
+/// The module, for an upload created elsewhere whose plan asks for part
+/// checksums (a LiveView entry's); the browser fetches it once however often
+/// it is imported.
+pub(crate) async fn module() -> Result<HashModule, Fail> {
+    instantiated(load_hash()).await
+}
+
+async fn instantiated(loading: Promise) -> Result<HashModule, Fail> {
+    match JsFuture::from(loading).await {
+        Ok(module) => Ok(module.unchecked_into()),
+        Err(e) => Err(Fail::new("internal", cat(&["the package's hash/ module did not load: ", &message(&e)]))),
     }
 }
 

@@ -456,7 +456,10 @@ mod tests {
                 "upload":{"uploader":"S3Multipart","upload_id":"m","part_size":100,"part_count":11}}"#,
         ))
         .unwrap();
-        assert_eq!(created.upload, UploadPlan::S3Multipart { upload_id: "m".into(), part_size: 100, part_count: 11 });
+        assert_eq!(
+            created.upload,
+            UploadPlan::S3Multipart { upload_id: "m".into(), part_size: 100, part_count: 11, part_checksums: false }
+        );
         let status: UploadStatus = from_value(parse(
             r#"{"id":"u1","state":"pending","name":"a","size":5,"type":"","key":"k","expires_at":"t",
                 "upload":{"uploader":"S3","method":"POST","url":"http://s","fields":{"key":"k"}},

@@ -32,6 +32,7 @@ mod wait;
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
+use upload_core::wire::UploaderKind;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use web_sys::Blob;
@@ -42,7 +43,7 @@ use crate::hash::Extras;
 pub use crate::liveview::liveview_upload;
 use crate::policy::Retry;
 use crate::task::{Shared, Sink, Task};
-use crate::upload::{Client, Declaration};
+use crate::upload::{Client, Creation, Declaration};
 use crate::wait::{Pool, signal};
 
 #[cfg(target_arch = "wasm32")]
@@ -54,8 +55,8 @@ static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
 const TS_TYPES: &'static str = r#"
 /** Options of `new Uploader(...)`. */
 export interface UploaderOptions {
-  /** Base URL of the upload API, e.g. "https://app.example/api/v1". */
-  endpoint: string;
+  /** Base URL of the upload API, e.g. "https://app.example/api/v1". Required unless `create` is given. */
+  endpoint?: string;
   /** Bearer token (a JWT) sent to the API; never sent to the object store. */
   token?: string;
   /** Requests carrying bytes at once, across all files (and parts in flight per file). Default 4. */
@@ -79,6 +80,35 @@ export interface UploaderOptions {
   resume?: boolean;
   /** Called when `resume` found an earlier upload of `file`: `stored` of `parts` parts are already in the store, `next` is the first one missing. */
   onResume?: (file: Blob, info: { id: string; stored: number; parts: number; next: number }) => void;
+  /**
+   * The app's own creation step: called with the body of `POST /uploads`
+   * (name, size, type, meta, ...), it asks the app's server (with the app's
+   * session), which creates the upload at upload-server on the user's behalf
+   * and returns upload-server's answer unchanged. The upload's later calls
+   * (part URLs, status, complete, abort) go to the answer's `endpoint` with
+   * its upload-scoped `token`; the browser needs no token of its own. An
+   * answer that is upload-server's error (`{error: {code, message}}`), or a
+   * thrown `UploadError`, fails the upload with that code. With `create`,
+   * `endpoint` is optional: when given, `GET /config` is read from it and
+   * files are checked before any request; `resume` is not available.
+   */
+  create?: (request: CreateUploadRequest) => Promise<unknown> | unknown;
+  /** The plan to ask the server for (`S3`, `S3Multipart` or `Chunked`); by default the server picks by size. */
+  uploader?: UploaderName;
+}
+
+/** The plans of upload-server, as `uploader` names them. */
+export type UploaderName = "S3" | "S3Multipart" | "Chunked";
+
+/** The body of `POST /uploads`, as handed to `UploaderOptions.create`. */
+export interface CreateUploadRequest {
+  name: string;
+  size: number;
+  type: string;
+  meta: Record<string, string>;
+  sha256?: string;
+  part_checksums?: boolean;
+  uploader?: UploaderName;
 }
 
 /** Options of `uploader.upload(file, ...)`. */
@@ -93,6 +123,8 @@ export interface UploadOptions {
   type?: string;
   /** Base64 SHA-256 of the whole file, if already known; the server verifies it. */
   sha256?: string;
+  /** The plan to ask for, for this file (overrides the Uploader's `uploader`). */
+  uploader?: UploaderName;
 }
 
 export type UploadState = "queued" | "uploading" | "paused" | "completing" | "done" | "failed" | "cancelled";
@@ -146,14 +178,19 @@ pub struct Uploader {
 #[wasm_bindgen]
 impl Uploader {
     /// Creates an uploader; nothing is requested until the first upload.
-    /// Throws an `UploadError` (`invalid_request`) when `endpoint` is missing.
+    /// Throws an `UploadError` (`invalid_request`) when neither `endpoint`
+    /// nor `create` is given, or `uploader` names no plan.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "UploaderOptions")] options: JsValue,
     ) -> Result<Uploader, JsValue> {
-        let endpoint = string(&options, "endpoint")
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| Fail::invalid("endpoint is required").to_js())?;
+        let create = get(&options, "create").dyn_into::<Function>().ok();
+        let endpoint = string(&options, "endpoint").filter(|e| !e.is_empty());
+        if endpoint.is_none() && create.is_none() {
+            return Err(Fail::invalid("endpoint is required (or a create function)").to_js());
+        }
+        let endpoint = endpoint.unwrap_or_default();
+        let uploader = uploader_kind(&get(&options, "uploader")).map_err(|f| f.to_js())?;
         let concurrency = whole(&options, "concurrency", 4, 1, 64);
         let shared = Rc::new(Shared {
             slots: Pool::new(concurrency as usize),
@@ -169,12 +206,14 @@ impl Uploader {
         });
         let extras = Extras::new(
             get(&options, "checksums").is_truthy(),
-            get(&options, "resume").is_truthy(),
+            // Resume records keep the user's API in mind, not an app's create step.
+            get(&options, "resume").is_truthy() && create.is_none(),
             get(&options, "onResume").dyn_into::<Function>().ok(),
             &endpoint,
         );
         let api = Rc::new(Api::new(endpoint, string(&options, "token")));
-        Ok(Uploader { client: Rc::new(Client::new(api, shared, extras)) })
+        let creation = Creation { create, uploader };
+        Ok(Uploader { client: Rc::new(Client::new(api, shared, extras).with_creation(creation)) })
     }
 
     /// Replaces the bearer token (after a refresh); later requests use it.
@@ -202,14 +241,16 @@ impl Uploader {
         let name = string(&options, "name").or_else(|| string(&file, "name")).unwrap_or_else(|| "blob".into());
         let sha256 = string(&options, "sha256");
         let meta = meta(&get(&options, "meta"));
-        let error = match &meta {
-            Ok(pairs) => policy::check_declaration(pairs, sha256.as_deref()).err(),
-            Err(fail) => Some(fail.clone()),
+        let uploader = uploader_kind(&get(&options, "uploader"));
+        let error = match (&meta, &uploader) {
+            (Err(fail), _) | (_, Err(fail)) => Some(fail.clone()),
+            (Ok(pairs), Ok(_)) => policy::check_declaration(pairs, sha256.as_deref()).err(),
         };
         let decl = Declaration {
             content_type: string(&options, "type").or_else(|| string(&file, "type")).unwrap_or_default(),
             sha256,
             meta: meta.unwrap_or_default(),
+            uploader: uploader.ok().flatten(),
             error,
         };
         let sink = match get(&options, "onProgress").dyn_into::<Function>() {
@@ -309,6 +350,15 @@ pub(crate) fn string(obj: &JsValue, key: &str) -> Option<String> {
 fn whole(obj: &JsValue, key: &str, default: u32, lo: u32, hi: u32) -> u32 {
     let n = get(obj, key).as_f64().filter(|n| *n >= 0.0 && n.fract() == 0.0);
     n.map_or(default, |n| n.min(f64::from(u32::MAX)) as u32).clamp(lo, hi)
+}
+
+/// An `uploader` option: absent, or the name of one of the server's plans
+/// (read as upload-core's `UploaderKind`, so the names are the contract's).
+fn uploader_kind(value: &JsValue) -> Result<Option<UploaderKind>, Fail> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    json::from_value(value.clone()).map(Some).map_err(|_| Fail::invalid("uploader must be S3, S3Multipart or Chunked"))
 }
 
 /// `meta` as `[key, value]` pairs; every value must be a string.

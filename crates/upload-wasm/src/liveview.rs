@@ -6,7 +6,8 @@
 //! names its uploader at the top level and carries the endpoint and a token
 //! for that one upload). Each entry is sent by the same engine as an
 //! `Uploader`'s files ([`upload::deliver`]: retries, parallel parts, the
-//! request pool), completed with the scoped token, and reported as LiveView
+//! request pool, every part's SHA-256 when the plan asks for it), completed
+//! with the scoped token, and reported as LiveView
 //! expects: whole percentages, 100 only once `/complete` has answered,
 //! `entry.error(message)` on failure. `onViewError` aborts the requests and
 //! deletes the upload. All LiveView uploads on a page share one pool of 4
@@ -20,7 +21,7 @@ use std::rc::Rc;
 
 use gloo_net::http::Method;
 use js_sys::{Array, Function};
-use upload_core::wire::CreatedUpload;
+use upload_core::wire::{CreatedUpload, UploadPlan};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Blob;
@@ -67,7 +68,7 @@ pub fn liveview_upload(name: &str, entries: Array, on_view_error: JsValue) {
                 }
             };
             let id = started.id.clone();
-            match upload::deliver(&t, &client, started, None).await {
+            match send(&t, &client, started).await {
                 Ok(_) => {
                     t.finish();
                     t.emit_final().await;
@@ -87,6 +88,16 @@ pub fn liveview_upload(name: &str, entries: Array, on_view_error: JsValue) {
             }
         });
     }
+}
+
+/// Sends and completes an entry's upload; with the hash module when its plan
+/// asks for every part's SHA-256 (the app created it with `part_checksums`).
+async fn send(t: &Rc<Task>, client: &Rc<Client>, started: Started) -> Result<(), Fail> {
+    let module = match started.plan {
+        UploadPlan::S3Multipart { part_checksums: true, .. } => Some(crate::hash::module().await?),
+        _ => None,
+    };
+    upload::deliver(t, client, started, module).await.map(drop)
 }
 
 /// The upload an entry's `meta` describes, with a client for its endpoint and

@@ -40,6 +40,7 @@ export function installMock(options = {}) {
     completeAnsweredAt: 0,
     createStatus: options.createStatus || null,
     events: [],
+    appCreated: [], // what an app's create step was handed (appCreate)
   };
   let nextId = 1;
   const store = {}; // key -> { parts: {n: {size, etag}}, object: size, chunk: bytes }
@@ -54,7 +55,8 @@ export function installMock(options = {}) {
   function planFor(u) {
     if (u.plan === "S3") return { uploader: "S3", method: "POST", url: `${STORE}/bucket`, fields: { key: u.key, policy: "p", "Content-Type": u.type } };
     if (u.plan === "Chunked") return { uploader: "Chunked", url: `${STORE}/session/${u.id}`, chunk_size: m.chunkSize, headers: { "x-session": u.id } };
-    return { uploader: "S3Multipart", upload_id: `mp-${u.id}`, part_size: m.partSize, part_count: Math.ceil(u.size / m.partSize) };
+    const plan = { uploader: "S3Multipart", upload_id: `mp-${u.id}`, part_size: m.partSize, part_count: Math.ceil(u.size / m.partSize) };
+    return u.sums ? { ...plan, part_checksums: true } : plan;
   }
   function storedParts(u) {
     const parts = store[u.key]?.parts || {};
@@ -68,7 +70,7 @@ export function installMock(options = {}) {
     if (method === "POST" && path === "/uploads") {
       if (m.createStatus) return err(m.createStatus[0], m.createStatus[1]);
       const id = `u${nextId++}`;
-      const u = { id, key: `k/${id}/${body.name}`, name: body.name, size: body.size, type: body.type, meta: body.meta, plan: m.plan, state: "pending" };
+      const u = { id, key: `k/${id}/${body.name}`, name: body.name, size: body.size, type: body.type ?? "", meta: body.meta ?? {}, plan: body.uploader || m.plan, sums: !!body.part_checksums, state: "pending" };
       m.uploads[id] = u;
       store[u.key] = { parts: {}, object: 0, chunk: 0 };
       const upload = planFor(u);
@@ -81,6 +83,8 @@ export function installMock(options = {}) {
       const u = m.uploads[mt[1]];
       if (!u) return err(404, "not_found");
       if (method === "POST" && mt[2] === "/parts") {
+        // As the server: an upload created with part_checksums needs every part's SHA-256.
+        if (u.sums && !body.part_numbers.every((n) => body.sha256?.[n])) return err(400, "invalid_request");
         return json(200, {
           parts: body.part_numbers.map((n) => {
             m.sign[n] = (m.sign[n] || 0) + 1;
@@ -250,13 +254,28 @@ export function installMock(options = {}) {
 // A LiveView upload entry as Phoenix hands it to an uploader.
 // What an app's server gets from POST /uploads for `file` (with its user's
 // token) and passes on to the page as a LiveView entry's meta.
-export async function createAnswer(file) {
+export async function createAnswer(file, extra = {}) {
   const r = await fetch(`${API}/uploads`, {
     method: "POST",
     headers: { Authorization: "Bearer user-token", "Content-Type": "application/json" },
-    body: JSON.stringify({ name: file.name, size: file.size, type: file.type }),
+    body: JSON.stringify({ name: file.name, size: file.size, type: file.type, ...extra }),
   });
   return r.json();
+}
+
+// An app's `create` step for `new Uploader({create})`: its server (here,
+// this function with the app's session) creates the upload and hands
+// upload-server's answer back unchanged, errors included.
+export function appCreate(m) {
+  return async (request) => {
+    m.appCreated.push(request);
+    const r = await fetch(`${API}/uploads`, {
+      method: "POST",
+      headers: { Authorization: "Bearer app-session", "Content-Type": "application/json" },
+      body: JSON.stringify(request),
+    });
+    return r.json();
+  };
 }
 
 export function makeEntry(file, meta) {

@@ -9,7 +9,7 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::Blob;
 
 use crate::wait::{Pool, Slot};
-use crate::{Upload, Uploader, get, string as get_str};
+use crate::{Upload, Uploader, get, liveview_upload, string as get_str};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -21,6 +21,10 @@ extern "C" {
     fn make_file(size: u32, name: &str, content_type: &str) -> Blob;
     #[wasm_bindgen(js_name = makeEntry)]
     fn make_entry(file: &Blob, meta: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = createAnswer)]
+    fn create_answer(file: &Blob, request: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = appCreate)]
+    fn app_create(mock: &JsValue) -> Function;
     fn until(pred: &Function, ms: u32) -> Promise;
     fn sleep(ms: u32) -> Promise;
 }
@@ -370,10 +374,135 @@ async fn several_files_share_one_concurrency_limit() {
     assert_eq!(count(&mock, "GET", "^/config$"), 1);
 }
 
+/// Waits until `entry` was told 100 or an error.
+async fn settled(entry: &JsValue) {
+    let e = entry.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || {
+            Array::from(&get(&e, "progresses")).includes(&num(100.0), 0) || Array::from(&get(&e, "errors")).length() > 0
+        })
+        .into_js_value()
+        .unchecked_into(),
+        5000,
+    ))
+    .await
+    .unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn liveview_uploaders_send_and_complete_with_the_scoped_token() {
+    let _serial = serial().await;
+    for plan in ["S3", "S3Multipart", "Chunked"] {
+        let mock = install_mock(&obj(&[("plan", plan.into())]));
+        let file = make_file(450, "photo.jpg", "image/jpeg");
+        // The app's server created the upload; its answer is the entry's meta, unchanged.
+        let meta = JsFuture::from(create_answer(&file, &JsValue::UNDEFINED)).await.unwrap();
+        let id = get_str(&meta, "id").unwrap();
+        let entry = make_entry(&file, &meta);
+        liveview_upload(plan, Array::of1(&entry), JsValue::UNDEFINED);
+        settled(&entry).await;
+        assert_eq!(Array::from(&get(&entry, "errors")).length(), 0, "{plan}: {:?}", get(&entry, "errors"));
+        let progresses: Vec<f64> = Array::from(&get(&entry, "progresses")).iter().filter_map(|p| p.as_f64()).collect();
+        assert!(progresses.iter().all(|p| p.fract() == 0.0), "{plan}: {progresses:?}");
+        assert!(progresses.windows(2).all(|w| w[0] <= w[1]), "{plan}: {progresses:?}");
+        assert_eq!(progresses.iter().filter(|p| **p >= 100.0).count(), 1, "{plan}: {progresses:?}");
+        // /complete was the browser's, with the upload's own token, before 100.
+        let log = Array::from(&get(&mock, "log"));
+        let complete = log
+            .iter()
+            .find(|e| get_str(e, "path").as_deref() == Some(&format!("/uploads/{id}/complete")))
+            .unwrap_or_else(|| panic!("{plan}: no /complete"));
+        assert_eq!(get_str(&complete, "auth").as_deref(), Some(format!("Bearer scoped-{id}").as_str()));
+        let api_calls = log.iter().filter(|e| get_str(e, "kind").as_deref() == Some("api"));
+        assert!(api_calls.skip(1).all(|e| get_str(&e, "auth").as_deref() != Some("Bearer user-token")));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn liveview_uploaders_report_failures_to_the_entry() {
+    let _serial = serial().await;
+    // Not an answer of upload-server at all.
+    install_mock(&obj(&[("plan", "S3".into())]));
+    let bad = make_entry(
+        &make_file(10, "x.jpg", "image/jpeg"),
+        &obj(&[("uploader", "S3".into()), ("url", "http://store.test/nowhere".into())]),
+    );
+    liveview_upload("S3", Array::of1(&bad), JsValue::UNDEFINED);
+    settled(&bad).await;
+    assert!(!Array::from(&get(&bad, "progresses")).includes(&num(100.0), 0));
+    // A multipart answer given to the S3 uploader.
+    install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    let file = make_file(300, "y.bin", "");
+    let meta = JsFuture::from(create_answer(&file, &JsValue::UNDEFINED)).await.unwrap();
+    let wrong = make_entry(&file, &meta);
+    liveview_upload("S3", Array::of1(&wrong), JsValue::UNDEFINED);
+    settled(&wrong).await;
+    let errors = Array::from(&get(&wrong, "errors"));
+    assert!(errors.get(0).as_string().unwrap_or_default().contains("S3Multipart"), "{errors:?}");
+}
+
+#[wasm_bindgen_test]
+async fn the_apps_create_step_creates_and_the_scoped_token_carries_the_rest() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
+    // No endpoint, no token: only the app's own creation step, asking for Chunked.
+    let up = Uploader::new(obj(&[("create", app_create(&mock).into()), ("uploader", "Chunked".into())]))
+        .unwrap_or_else(|_| panic!("create alone is enough"));
+    let upload = start(&up, &mock, &make_file(700, "clip.bin", "video/mp4"));
+    let record = done(&upload).await.expect("upload succeeds");
+    assert_eq!(get_f64(&record, "size"), Some(700.0));
+    // The app got the body of POST /uploads, with the plan asked for.
+    let asked = Array::from(&get(&mock, "appCreated"));
+    assert_eq!(asked.length(), 1);
+    let request = asked.get(0);
+    assert_eq!(get_str(&request, "name").as_deref(), Some("clip.bin"));
+    assert_eq!(get_f64(&request, "size"), Some(700.0));
+    assert_eq!(get_str(&request, "uploader").as_deref(), Some("Chunked"));
+    assert_eq!(get_str(&get(&request, "meta"), "album").as_deref(), Some("7"));
+    assert!(store_requests(&mock).iter().all(|r| get_str(&r, "method").as_deref() == Some("PUT")), "chunks");
+    // No configuration to read without an endpoint; every call after the
+    // app's create carried the upload-scoped token.
+    assert_eq!(count(&mock, "GET", "^/config$"), 0);
+    let calls: Vec<JsValue> =
+        Array::from(&get(&mock, "log")).iter().filter(|e| get_str(e, "kind").as_deref() == Some("api")).collect();
+    assert_eq!(get_str(&calls[0], "auth").as_deref(), Some("Bearer app-session"), "the app's create");
+    assert!(calls.len() >= 2);
+    for call in &calls[1..] {
+        assert_eq!(get_str(call, "auth").as_deref(), Some("Bearer scoped-u1"), "{:?}", get_str(call, "path"));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_apps_create_step_failing_fails_the_upload_with_its_code() {
+    let _serial = serial().await;
+    // The app passes upload-server's refusal on unchanged.
+    let mock = install_mock(&obj(&[("createStatus", Array::of2(&num(413.0), &"file_too_large".into()).into())]));
+    let up = Uploader::new(obj(&[("create", app_create(&mock).into())])).unwrap_or_else(|_| panic!("valid"));
+    let err = done(&start(&up, &mock, &make_file(10, "a.bin", ""))).await.expect_err("refused");
+    assert_eq!(code(&err), "file_too_large");
+    // The app's step throws: its message, code `internal` (not one of ours).
+    let throws = Function::new_with_args("request", "throw new Error('session expired')");
+    let up = Uploader::new(obj(&[("create", throws.into())])).unwrap_or_else(|_| panic!("valid"));
+    let err = done(&start(&up, &mock, &make_file(10, "a.bin", ""))).await.expect_err("thrown");
+    assert_eq!(code(&err), "internal");
+    assert!(get_str(&err, "message").unwrap_or_default().contains("session expired"));
+}
+
+#[wasm_bindgen_test]
+async fn an_unknown_uploader_name_is_refused_before_any_request() {
+    let _serial = serial().await;
+    let mock = install_mock(&JsValue::UNDEFINED);
+    let bad = obj(&[("endpoint", "http://api.test/api/v1".into()), ("uploader", "Tus".into())]);
+    assert_eq!(code(&Uploader::new(bad).err().expect("refused")), "invalid_request");
+    let upload = uploader(2).upload(make_file(10, "a.bin", ""), Some(obj(&[("uploader", "Tus".into())])));
+    assert_eq!(code(&done(&upload).await.expect_err("refused")), "invalid_request");
+    assert_eq!(Array::from(&get(&mock, "log")).length(), 0);
+}
+
 #[wasm_bindgen_test]
 async fn uploader_needs_an_endpoint() {
     let _serial = serial().await;
-    let err = Uploader::new(obj(&[])).err().expect("no endpoint");
+    let err = Uploader::new(obj(&[])).err().expect("no endpoint, no create");
     assert_eq!(code(&err), "invalid_request");
     assert!(get_str(&err, "message").unwrap().contains("endpoint"));
 }

@@ -12,7 +12,7 @@ use js_sys::{Array, Promise};
 use upload_core::ErrorCode;
 use upload_core::wire::{
     ClientConfig, CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, FileRecord, SignParts,
-    SignedParts, StoredPart, UploadPlan,
+    SignedParts, StoredPart, UploadPlan, UploaderKind,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -35,6 +35,19 @@ pub(crate) struct Client {
     /// The server's `max_files` pending slots, once the configuration is known.
     files: RefCell<Option<Rc<Pool>>>,
     pub(crate) extras: Option<Extras>,
+    creation: Creation,
+}
+
+/// How uploads are created: by `POST /uploads` with the Uploader's token,
+/// or by the app's own `create` step; and the plan to ask for.
+#[derive(Default)]
+pub(crate) struct Creation {
+    /// `UploaderOptions.create`: the app's server creates the upload and
+    /// answers upload-server's answer, whose endpoint and scoped token then
+    /// carry the upload's own calls.
+    pub(crate) create: Option<js_sys::Function>,
+    /// `UploaderOptions.uploader`, for files that do not name their own.
+    pub(crate) uploader: Option<UploaderKind>,
 }
 
 /// An upload as created (or found again): where to send and what is stored.
@@ -44,18 +57,49 @@ pub(crate) struct Started {
     pub(crate) expires_at: String,
     pub(crate) plan: UploadPlan,
     pub(crate) parts: Vec<StoredPart>,
+    /// The create answer's API base and upload-scoped token.
+    pub(crate) endpoint: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl From<CreatedUpload> for Started {
     fn from(c: CreatedUpload) -> Started {
-        Started { id: c.id, complete_url: c.complete_url, expires_at: c.expires_at, plan: c.upload, parts: Vec::new() }
+        Started {
+            id: c.id,
+            complete_url: c.complete_url,
+            expires_at: c.expires_at,
+            plan: c.upload,
+            parts: Vec::new(),
+            endpoint: c.endpoint,
+            token: c.token,
+        }
     }
 }
 
 impl From<upload_core::wire::UploadStatus> for Started {
     fn from(s: upload_core::wire::UploadStatus) -> Started {
         let complete_url = cat(&["/uploads/", &s.id, "/complete"]);
-        Started { id: s.id, complete_url, expires_at: s.expires_at, plan: s.upload, parts: s.parts }
+        Started {
+            id: s.id,
+            complete_url,
+            expires_at: s.expires_at,
+            plan: s.upload,
+            parts: s.parts,
+            endpoint: None,
+            token: None,
+        }
+    }
+}
+
+/// Calls the app's `create` step with the body of `POST /uploads`: its
+/// answer (awaited when a promise), or the failure it reports, either thrown
+/// or as upload-server's error body passed on.
+async fn app_create(create: &js_sys::Function, body: &CreateUpload) -> Result<JsValue, Fail> {
+    let returned = create.call1(&JsValue::NULL, &to_js(body)).map_err(|e| Fail::from_js(&e))?;
+    let answer = JsFuture::from(Promise::resolve(&returned)).await.map_err(|e| Fail::from_js(&e))?;
+    match crate::json::from_value::<upload_core::wire::ErrorBody>(answer.clone()) {
+        Ok(refused) => Err(Fail::of(refused.error.code, refused.error.message)),
+        Err(_) => Ok(answer),
     }
 }
 
@@ -64,17 +108,34 @@ pub(crate) struct Declaration {
     pub(crate) content_type: String,
     pub(crate) sha256: Option<String>,
     pub(crate) meta: Vec<(String, String)>,
-    /// A bad `meta` or `sha256`: the upload fails with it before any request.
+    /// The plan to ask for (`UploadOptions.uploader`).
+    pub(crate) uploader: Option<UploaderKind>,
+    /// A bad `meta`, `sha256` or `uploader`: the upload fails with it before any request.
     pub(crate) error: Option<Fail>,
 }
 
 impl Client {
     pub(crate) fn new(api: Rc<Api>, shared: Rc<Shared>, extras: Option<Extras>) -> Client {
-        Client { api, shared, config: RefCell::default(), files: RefCell::default(), extras }
+        Client {
+            api,
+            shared,
+            config: RefCell::default(),
+            files: RefCell::default(),
+            extras,
+            creation: Creation::default(),
+        }
+    }
+
+    pub(crate) fn with_creation(mut self, creation: Creation) -> Client {
+        self.creation = creation;
+        self
     }
 
     /// The JSON of `GET /config` (checked to read as upload-core's `ClientConfig`).
     pub(crate) async fn config_json(&self) -> Result<JsValue, Fail> {
+        if self.api.endpoint().is_empty() {
+            return Err(Fail::invalid("this Uploader has no endpoint to read the configuration from"));
+        }
         let promise = self
             .config
             .borrow_mut()
@@ -106,13 +167,42 @@ impl Client {
         from_js(self.config_json().await?, "configuration")
     }
 
-    /// `POST /uploads`.
+    /// The server's configuration, or `None` for an Uploader that only has
+    /// the app's `create` step (no endpoint to ask): the server then checks
+    /// the file when the app creates the upload.
+    pub(crate) async fn known_config(&self) -> Result<Option<ClientConfig>, Fail> {
+        if self.api.endpoint().is_empty() { Ok(None) } else { self.config().await.map(Some) }
+    }
+
+    /// `POST /uploads`, or the app's `create` step.
     pub(crate) async fn create(&self, body: &CreateUpload) -> Result<Started, Fail> {
-        let json = self
-            .api
-            .retrying(Method::POST, "/uploads", Some(&to_js(body)), Retryable::IfRefused, &self.shared.retry)
-            .await?;
+        let json = match &self.creation.create {
+            Some(create) => app_create(create, body).await?,
+            None => {
+                let body = Some(to_js(body));
+                self.api
+                    .retrying(Method::POST, "/uploads", body.as_ref(), Retryable::IfRefused, &self.shared.retry)
+                    .await?
+            }
+        };
         Ok(from_js::<CreatedUpload>(json, "upload")?.into())
+    }
+
+    /// The client for one upload's own calls: with the app's `create` step,
+    /// the answer's endpoint and upload-scoped token (the Uploader has no
+    /// token of its own); else this one.
+    fn for_upload(self: &Rc<Self>, started: &Started) -> Result<Rc<Client>, Fail> {
+        if self.creation.create.is_none() {
+            return Ok(self.clone());
+        }
+        let endpoint = started.endpoint.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| self.api.endpoint().into());
+        if endpoint.is_empty() {
+            return Err(Fail::invalid(
+                "the create answer has no endpoint: pass upload-server's answer on unchanged, or give the Uploader an endpoint",
+            ));
+        }
+        let api = Rc::new(Api::new(endpoint, started.token.clone()));
+        Ok(Rc::new(Client::new(api, self.shared.clone(), None)))
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&JsValue>) -> Result<JsValue, Fail> {
@@ -124,7 +214,10 @@ impl Client {
 /// application gets).
 pub(crate) async fn run(t: Rc<Task>, client: Rc<Client>, decl: Declaration) -> Result<JsValue, Fail> {
     let resume_key = RefCell::new(None);
-    let result = run_inner(&t, &client, decl, &resume_key).await;
+    // The client of the upload's own calls, once created (see `Client::for_upload`).
+    let upload_client = RefCell::new(client.clone());
+    let result = run_inner(&t, &client, decl, &resume_key, &upload_client).await;
+    let own = upload_client.into_inner();
     if let Err(fail) = &result {
         let cancelled = t.state() == State::Cancelled || fail.is(ABORTED);
         t.fail();
@@ -136,7 +229,7 @@ pub(crate) async fn run(t: Rc<Task>, client: Rc<Client>, decl: Declaration) -> R
             && (cancelled || !fail.is(NETWORK))
         {
             forget(&client, &resume_key).await;
-            let _ = client.call(Method::DELETE, &cat(&["/uploads/", &id]), None).await;
+            let _ = own.call(Method::DELETE, &cat(&["/uploads/", &id]), None).await;
         }
     }
     result
@@ -154,20 +247,26 @@ async fn run_inner(
     client: &Rc<Client>,
     decl: Declaration,
     resume_key: &RefCell<Option<String>>,
+    upload_client: &RefCell<Rc<Client>>,
 ) -> Result<JsValue, Fail> {
     if let Some(fail) = decl.error {
         return Err(fail);
     }
     // Same rules, same codes as the server: a refused file costs no request.
-    let config = client.config().await?;
-    policy::check(&config.constraints, &t.name, t.size, &decl.content_type)?;
-    // The server's pending slots: a batch larger than max_files queues.
-    let files = client
-        .files
-        .borrow_mut()
-        .get_or_insert_with(|| Pool::new(config.constraints.max_files.max(1) as usize))
-        .clone();
-    let _file_slot = files.take().await;
+    let config = client.known_config().await?;
+    let _file_slot = match &config {
+        Some(config) => {
+            policy::check(&config.constraints, &t.name, t.size, &decl.content_type)?;
+            // The server's pending slots: a batch larger than max_files queues.
+            let files = client
+                .files
+                .borrow_mut()
+                .get_or_insert_with(|| Pool::new(config.constraints.max_files.max(1) as usize))
+                .clone();
+            Some(files.take().await)
+        }
+        None => None,
+    };
     t.checkpoint().await?;
     let mut body = CreateUpload {
         name: t.name.clone(),
@@ -176,7 +275,7 @@ async fn run_inner(
         sha256: decl.sha256,
         meta: Default::default(),
         part_checksums: false,
-        uploader: None,
+        uploader: decl.uploader.or(client.creation.uploader),
     };
     // One by one: `collect()` into a BTreeMap sorts first, a sort's code the
     // .wasm does not otherwise need.
@@ -194,7 +293,9 @@ async fn run_inner(
         }
         None => (None, client.create(&body).await?),
     };
-    let file = deliver(t, client, started, module).await?;
+    let own = client.for_upload(&started)?;
+    *upload_client.borrow_mut() = own.clone();
+    let file = deliver(t, &own, started, module).await?;
     forget(client, resume_key).await;
     t.finish();
     t.emit_final().await;

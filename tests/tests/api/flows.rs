@@ -174,6 +174,8 @@ async fn multipart_with_part_checksums(backend: Backend) {
     let response = client.post("/uploads", json!({"name": "x.bin", "size": data.len(), "part_checksums": true})).await;
     let upload = json_ok(response, StatusCode::CREATED).await;
     let id = upload["id"].as_str().unwrap();
+    // The plan says so, for a browser that did not create the upload itself.
+    assert_eq!(upload["upload"]["part_checksums"], true);
     // Every part must come with its checksum.
     upload_tests::expect_error(
         client.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1]})).await,

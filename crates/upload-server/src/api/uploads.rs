@@ -192,9 +192,12 @@ async fn signed_plan(state: &AppState, row: &UploadRow) -> ApiResult<UploadPlan>
 fn unsigned_plan(config: &Config, plan: &StoredPlan) -> UploadPlan {
     match plan {
         StoredPlan::S3 => UploadPlan::S3 { method: "POST".to_owned(), url: String::new(), fields: BTreeMap::new() },
-        StoredPlan::S3Multipart { upload_id, part_size, part_count, .. } => {
-            UploadPlan::S3Multipart { upload_id: upload_id.clone(), part_size: *part_size, part_count: *part_count }
-        }
+        StoredPlan::S3Multipart { upload_id, part_size, part_count, part_checksums } => UploadPlan::S3Multipart {
+            upload_id: upload_id.clone(),
+            part_size: *part_size,
+            part_count: *part_count,
+            part_checksums: *part_checksums,
+        },
         StoredPlan::Chunked { .. } => {
             UploadPlan::Chunked { url: String::new(), chunk_size: config.part_size, headers: BTreeMap::new() }
         }
