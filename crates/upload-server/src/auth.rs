@@ -5,7 +5,6 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use upload_core::ErrorCode;
 use upload_core::key::MAX_OWNER_LEN;
 
 use crate::AppState;
@@ -71,7 +70,7 @@ impl JwtIdentity {
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, message)
+    ApiError::unauthorized(message)
 }
 
 impl Authenticate for JwtIdentity {
@@ -123,6 +122,8 @@ impl FromRequestParts<AppState> for Owner {
 
 #[cfg(test)]
 mod tests {
+    use upload_core::ErrorCode;
+
     use super::*;
     use jsonwebtoken::{EncodingKey, Header};
 
@@ -152,7 +153,7 @@ mod tests {
             HeaderMap::new(),
         ];
         for headers in refused {
-            assert_eq!(auth.authenticate(&headers).unwrap_err().code, ErrorCode::Unauthorized);
+            assert_eq!(auth.authenticate(&headers).unwrap_err().code(), ErrorCode::Unauthorized);
         }
     }
 
@@ -163,7 +164,7 @@ mod tests {
     fn nbf_and_aud() {
         let auth = JwtIdentity::new(b"s3cret");
         let later = token("s3cret", serde_json::json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 300}));
-        let message = auth.authenticate(&later).unwrap_err().message;
+        let message = auth.authenticate(&later).unwrap_err().message().to_owned();
         assert!(message.contains("nbf"), "{message}");
         let started = token("s3cret", serde_json::json!({"sub": "alice", "exp": now() + 600, "nbf": now() - 1}));
         assert_eq!(auth.authenticate(&started).unwrap(), Owner("alice".into()));
@@ -179,7 +180,7 @@ mod tests {
             token("s3cret", serde_json::json!({"sub": "alice", "exp": now() + 60})),
         ];
         for headers in refused {
-            assert_eq!(strict.authenticate(&headers).unwrap_err().code, ErrorCode::Unauthorized);
+            assert_eq!(strict.authenticate(&headers).unwrap_err().code(), ErrorCode::Unauthorized);
         }
     }
 }

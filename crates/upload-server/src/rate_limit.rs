@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use upload_core::ErrorCode;
-
 use crate::error::ApiError;
 
 /// Most owners tracked at once. Past it, idle buckets that have refilled are
@@ -50,10 +48,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
         bucket.at = now;
         if bucket.tokens < 1.0 {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!("more than {} requests per second; slow down", self.rate),
-            ));
+            return Err(ApiError::rate_limited(format!("more than {} requests per second; slow down", self.rate)));
         }
         bucket.tokens -= 1.0;
         Ok(())
@@ -62,6 +57,8 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use upload_core::ErrorCode;
+
     use super::*;
 
     #[test]
@@ -70,7 +67,7 @@ mod tests {
         for _ in 0..10 {
             limiter.check("a").unwrap();
         }
-        assert_eq!(limiter.check("a").unwrap_err().code, ErrorCode::RateLimited);
+        assert_eq!(limiter.check("a").unwrap_err().code(), ErrorCode::RateLimited);
         limiter.check("b").unwrap();
         assert!(RateLimiter::new(0).check("a").is_ok());
     }
@@ -85,7 +82,7 @@ mod tests {
         assert!(limiter.buckets.lock().unwrap().len() <= MAX_TRACKED);
         // The newest owner is tracked: its second and third requests drain its burst of 2.
         let newest = format!("owner-{}", MAX_TRACKED + 499);
-        assert_eq!(limiter.check(&newest).map_err(|e| e.code), Ok(()));
-        assert_eq!(limiter.check(&newest).unwrap_err().code, ErrorCode::RateLimited);
+        assert_eq!(limiter.check(&newest).map_err(|e| e.code()), Ok(()));
+        assert_eq!(limiter.check(&newest).unwrap_err().code(), ErrorCode::RateLimited);
     }
 }

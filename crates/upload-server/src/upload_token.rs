@@ -16,7 +16,6 @@ use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sha2::Sha256;
-use upload_core::ErrorCode;
 
 use crate::AppState;
 use crate::auth::Owner;
@@ -66,11 +65,10 @@ pub enum TokenError {
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
-        let code = match e {
-            TokenError::OtherUpload => ErrorCode::NotFound,
-            TokenError::Expired | TokenError::Invalid => ErrorCode::Unauthorized,
-        };
-        ApiError::new(code, e.to_string())
+        match e {
+            TokenError::OtherUpload => ApiError::not_found("upload"),
+            TokenError::Expired | TokenError::Invalid => ApiError::unauthorized(e.to_string()),
+        }
     }
 }
 

@@ -1,17 +1,13 @@
 //! The HTTP contract v1 (`docs/api.md`): routing, extractors, and the small handlers.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
-use upload_core::ErrorCode;
 use upload_core::wire::ClientConfig;
 
 use crate::AppState;
@@ -62,13 +58,13 @@ pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+    ApiError::not_found("endpoint")
 }
 
 /// Axum answers a known path with another method by a bare 405; this one
 /// says it in the contract's shape (axum still adds `Allow`).
 async fn method_not_allowed(method: Method) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("this endpoint does not answer {method}"))
+    ApiError::method_not_allowed(&method)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -96,7 +92,7 @@ async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.db().ping().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => ApiError::internal(format_args!("health check: {e}")).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
     }
 }
 
@@ -112,73 +108,20 @@ async fn deadline(
 ) -> axum::response::Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(?limit, "request timed out");
-            ApiError::new(
-                ErrorCode::StorageUnavailable,
-                format!("the request did not finish within {} s; try again shortly", limit.as_secs()),
-            )
-            .into_response()
-        }
+        Err(_) => ApiError::timed_out(limit).into_response(),
     }
 }
 
 /// `Json` whose rejections come back in the contract's error shape.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn request_too_large() -> ApiError {
-    ApiError::new(ErrorCode::RequestTooLarge, format!("the request body is over the limit of {MAX_REQUEST_BODY} bytes"))
-}
-
-/// A raw body axum could not read (over the limit, cut short), in the
-/// contract's shape rather than axum's plain text.
-pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return request_too_large();
-    }
-    ApiError::invalid(rejection.body_text())
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return request_too_large();
-    }
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::invalid("expected `Content-Type: application/json`"),
-        other => ApiError::invalid(other.body_text()),
-    }
-}
-
-/// The `{id}` of a path. Ids are ULIDs, so one that does not even decode
-/// (`%FF`) cannot exist: not found, in the contract's shape, where axum's own
-/// `Path` would answer a plain-text 400.
-pub(crate) struct PathId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for PathId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(PathId(id)),
-            Err(_) => Err(ApiError::new(ErrorCode::NotFound, "no such upload or file")),
-        }
-    }
-}
+/// The `{id}` of a path; one that does not decode is not found (see
+/// `From<PathRejection> for ApiError`).
+#[derive(FromRequestParts)]
+#[from_request(rejection(ApiError))]
+pub(crate) struct PathId(#[from_request(via(Path))] pub(crate) String);
 
 /// Ids are ULIDs; anything else cannot exist, so it is simply not found.
 fn parse_id(id: &str, what: &str) -> ApiResult<UploadId> {

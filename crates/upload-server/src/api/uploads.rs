@@ -15,9 +15,9 @@ use upload_core::wire::{
     SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, UploaderKind, check_meta,
     is_base64_sha256,
 };
-use upload_core::{ErrorCode, PartPlan, plan_parts};
+use upload_core::{PartPlan, plan_parts};
 
-use super::{ApiJson, PathId, body_rejection, parse_id};
+use super::{ApiJson, PathId, parse_id};
 use crate::AppState;
 use crate::auth::Owner;
 use crate::config::Config;
@@ -110,8 +110,7 @@ fn choose_plan(config: &Config, request: &CreateUpload) -> ApiResult<UploaderKin
 fn new_key(owner: &Owner, id: &UploadId, request: &CreateUpload) -> ApiResult<String> {
     let today = OffsetDateTime::now_utc().date();
     let date = KeyDate { year: today.year(), month: today.month() as u8, day: today.day() };
-    object_key(&owner.0, date, id.as_str(), &request.name)
-        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "owner id is not usable"))
+    object_key(&owner.0, date, id.as_str(), &request.name).map_err(|_| ApiError::unauthorized("owner id is not usable"))
 }
 
 /// What the store must make before the browser can send a byte: a
@@ -129,8 +128,8 @@ async fn open_plan(
         UploaderKind::S3 => Ok(StoredPlan::S3),
         UploaderKind::S3Multipart => {
             let config = state.config();
-            let parts = plan_parts(request.size, config.part_size)
-                .map_err(|e| ApiError::new(ErrorCode::FileTooLarge, e.to_string()))?;
+            let parts =
+                plan_parts(request.size, config.part_size).map_err(|e| ApiError::file_too_large(e.to_string()))?;
             // Refuse before the store does work; the insert re-checks atomically.
             let pending = state.db().count_pending(&owner.0, now, config.constraints.max_files).await?;
             config.constraints.check_count(pending)?;
@@ -213,16 +212,13 @@ async fn load(state: &AppState, owner: &Owner, id: &str) -> ApiResult<UploadRow>
 fn require_pending(row: &UploadRow) -> ApiResult<()> {
     match row.state {
         UploadState::Pending => Ok(()),
-        UploadState::Expired => Err(ApiError::new(ErrorCode::UploadExpired, "the upload expired and was cleaned up")),
+        UploadState::Expired => Err(ApiError::upload_expired("the upload expired and was cleaned up")),
         other => Err(ApiError::invalid_state(format!("the upload is {other}"))),
     }
 }
 
 fn expired_error(row: &UploadRow) -> ApiError {
-    ApiError::new(
-        ErrorCode::UploadExpired,
-        format!("the upload's signing window closed at {}", rfc3339(row.expires_at)),
-    )
+    ApiError::upload_expired(format!("the upload's signing window closed at {}", rfc3339(row.expires_at)))
 }
 
 pub(crate) async fn sign_parts(
@@ -353,7 +349,7 @@ pub(crate) async fn complete(
     PathId(id): PathId,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Completed>> {
-    let request = parse_complete(&body.map_err(body_rejection)?)?;
+    let request = parse_complete(&body?)?;
     let row = load(&state, &owner, &id).await?;
     if row.state == UploadState::Completed {
         return existing_file(&state, &owner, &row.id).await;
@@ -394,7 +390,7 @@ async fn stored_object(state: &AppState, row: &UploadRow, parts: Option<Vec<Comp
             state.db().finish_pending(&row.id, UploadState::Expired, now_ms()).await?;
             Err(expired_error(row))
         }
-        None => Err(ApiError::new(ErrorCode::UploadIncomplete, "the object is not in storage yet")),
+        None => Err(ApiError::upload_incomplete("the object is not in storage yet")),
     }
 }
 
@@ -453,7 +449,7 @@ async fn complete_multipart(
         Err(StorageError::NotFound) => {
             return match state.storage().head(&row.object_key).await? {
                 Some(info) => Ok(info),
-                None => Err(ApiError::new(ErrorCode::UploadIncomplete, "the multipart upload is gone from storage")),
+                None => Err(ApiError::upload_incomplete("the multipart upload is gone from storage")),
             };
         }
         Err(e) => return Err(e.into()),
@@ -468,10 +464,7 @@ async fn complete_multipart(
     match state.storage().complete_multipart(&row.object_key, upload_id, &stored_parts).await {
         Ok(()) | Err(StorageError::NotFound) => {}
         Err(StorageError::Rejected(why)) => {
-            return Err(ApiError::new(
-                ErrorCode::UploadIncomplete,
-                format!("the store refused to assemble the parts: {why}"),
-            ));
+            return Err(ApiError::upload_incomplete(format!("the store refused to assemble the parts: {why}")));
         }
         Err(e) => return Err(e.into()),
     }
@@ -479,7 +472,7 @@ async fn complete_multipart(
         .storage()
         .head(&row.object_key)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UploadIncomplete, "the assembled object is not in storage"))
+        .ok_or_else(|| ApiError::upload_incomplete("the assembled object is not in storage"))
 }
 
 /// The stored part for each part the client names, in its order. A part
@@ -496,30 +489,21 @@ fn match_parts(
     let mut matched = Vec::with_capacity(parts.len());
     for part in parts {
         let Some(stored) = by_number.get(&part.part_number) else {
-            return Err(ApiError::new(
-                ErrorCode::UploadIncomplete,
-                format!("part {} is not in storage", part.part_number),
-            ));
+            return Err(ApiError::upload_incomplete(format!("part {} is not in storage", part.part_number)));
         };
         if trim_etag(&stored.etag) != trim_etag(&part.etag) {
-            return Err(ApiError::new(
-                ErrorCode::UploadIncomplete,
-                format!(
-                    "part {}'s ETag differs from the stored part; upload it again or ask GET /uploads/{{id}}",
-                    part.part_number
-                ),
-            ));
+            return Err(ApiError::upload_incomplete(format!(
+                "part {}'s ETag differs from the stored part; upload it again or ask GET /uploads/{{id}}",
+                part.part_number
+            )));
         }
         let offset = u64::from(part.part_number - 1) * part_size;
         let want = part_size.min(row.size - offset);
         if stored.size != want {
-            return Ok(Err(ApiError::new(
-                ErrorCode::UploadMismatch,
-                format!(
-                    "part {} holds {} bytes, the plan says {want}; the upload was discarded",
-                    part.part_number, stored.size
-                ),
-            )));
+            return Ok(Err(ApiError::upload_mismatch(format!(
+                "part {} holds {} bytes, the plan says {want}; the upload was discarded",
+                part.part_number, stored.size
+            ))));
         }
         matched.push((*stored).clone());
     }
@@ -554,10 +538,10 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
         return Ok(());
     }
     fail(state, row).await?;
-    Err(ApiError::new(
-        ErrorCode::UploadMismatch,
-        format!("stored object differs from the declaration: {}; it was deleted", problems.join("; ")),
-    ))
+    Err(ApiError::upload_mismatch(format!(
+        "stored object differs from the declaration: {}; it was deleted",
+        problems.join("; ")
+    )))
 }
 
 async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {

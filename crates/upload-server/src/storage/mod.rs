@@ -13,6 +13,8 @@ use axum::Router;
 use time::OffsetDateTime;
 use upload_core::wire::StoredPart;
 
+use crate::error::Chain;
+
 pub mod local;
 pub mod post_policy;
 pub mod s3;
@@ -61,21 +63,6 @@ impl StorageError {
     /// [`StorageError::Unavailable`] from its cause.
     pub fn unavailable(source: impl Into<BoxError>) -> StorageError {
         StorageError::Unavailable { source: source.into() }
-    }
-}
-
-/// Writes an error and its sources, `: `-separated.
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            write!(f, ": {e}")?;
-            next = e.source();
-        }
-        Ok(())
     }
 }
 
