@@ -387,7 +387,7 @@ async fn stored_object(state: &AppState, row: &UploadRow, parts: Option<Vec<Comp
     match state.storage().head_sealed(&row.object_key).await? {
         Some(info) => Ok(info),
         None if now_ms() >= row.expires_at => {
-            state.db().finish_pending(&row.id, UploadState::Expired, now_ms()).await?;
+            state.db().finish_pending(&row.owner, &row.id, UploadState::Expired, now_ms()).await?;
             Err(expired_error(row))
         }
         None => Err(ApiError::upload_incomplete("the object is not in storage yet")),
@@ -546,7 +546,7 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
 
 async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {
     row.plan.discard(state.storage(), &row.object_key).await?;
-    state.db().finish_pending(&row.id, UploadState::Failed, now_ms()).await?;
+    state.db().finish_pending(&row.owner, &row.id, UploadState::Failed, now_ms()).await?;
     tracing::warn!(id = %row.id, "upload failed verification; object deleted");
     Ok(())
 }
@@ -566,7 +566,7 @@ pub(crate) async fn abort(
             // Storage first: if it fails, the upload stays pending and the
             // client (or the sweeper) can try again.
             row.plan.discard(state.storage(), &row.object_key).await?;
-            if !state.db().finish_pending(&row.id, UploadState::Aborted, now_ms()).await? {
+            if !state.db().finish_pending(&row.owner, &row.id, UploadState::Aborted, now_ms()).await? {
                 let now = load(&state, &owner, &id).await?;
                 if now.state == UploadState::Completed {
                     return Err(ApiError::invalid_state("the upload completed meanwhile"));

@@ -5,10 +5,9 @@
 //! new uploads), `checkpoint` (the WAL checkpointer beside it).
 //!
 //! Every query a request handler makes names the owner too, so a handler
-//! cannot reach another owner's row by id; the exception is
-//! [`Db::finish_pending`], by id after the handler loaded the row by owner.
-//! The sweeper's queries act for no user: they select abandoned uploads of
-//! every owner by state and time. State changes are
+//! cannot reach another owner's row by id. The sweeper's queries act for no
+//! user: they select abandoned uploads of every owner by state and time,
+//! then change each by id. State changes are
 //! compare-and-set (`WHERE state = 'pending'`), so two requests racing on one
 //! upload (or two server instances) never both win.
 
@@ -120,19 +119,24 @@ impl Db {
             .await
     }
 
-    /// Moves a pending upload to `to`. Returns false when it was no longer pending.
+    /// Moves a pending upload of this owner to `to`. Returns false when it
+    /// was no longer pending.
     pub(crate) async fn finish_pending(
         &self,
+        owner: &str,
         id: &UploadId,
         to: UploadState,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND state = 'pending'")
-            .bind(to.as_str())
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
+        )
+        .bind(to.as_str())
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -395,6 +399,18 @@ mod tests {
         assert!(db.insert_upload(pending_row("01D"), 100, 2).await.unwrap());
     }
 
+    /// A state change names the owner: another owner's id changes nothing.
+    #[tokio::test]
+    async fn only_its_owner_finishes_a_pending_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        assert!(db.insert_upload(pending_row("01A"), 100, 1).await.unwrap());
+        assert!(!db.finish_pending("mallory", &id("01A"), UploadState::Aborted, 2).await.unwrap());
+        assert_eq!(db.upload("alice", &id("01A")).await.unwrap().unwrap().state, UploadState::Pending);
+        assert!(db.finish_pending("alice", &id("01A"), UploadState::Aborted, 3).await.unwrap());
+        assert_eq!(db.upload("alice", &id("01A")).await.unwrap().unwrap().state, UploadState::Aborted);
+    }
+
     fn completed_file(tail: &str) -> FileRow {
         FileRow {
             id: id(tail),
@@ -432,7 +448,7 @@ mod tests {
 
         // Later writes succeed and persist (readers see them).
         assert!(db.insert_upload(pending_row("01K"), 100, 2).await.unwrap());
-        assert!(db.finish_pending(&id("01J"), UploadState::Aborted, 4).await.unwrap());
+        assert!(db.finish_pending("alice", &id("01J"), UploadState::Aborted, 4).await.unwrap());
         assert!(db.upload("alice", &id("01K")).await.unwrap().is_some(), "the insert was rolled back");
         assert_eq!(db.upload("alice", &id("01J")).await.unwrap().unwrap().state, UploadState::Aborted);
         let upload = db.upload("alice", &id("01H")).await.unwrap().unwrap().state;
