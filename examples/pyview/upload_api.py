@@ -14,6 +14,9 @@ import jwt
 
 API_URL = os.environ.get("UPLOAD_API_URL", "http://127.0.0.1:8080/api/v1").rstrip("/")
 _SECRET = os.environ.get("UPLOAD_JWT_SECRET")
+# The plan to ask for, e.g. `Chunked` (resumable PUTs; the embedded store
+# offers it). Unset: upload-server picks a form POST or multipart by size.
+_PLAN = os.environ.get("UPLOAD_PLAN") or None
 
 
 class UploadRefused(Exception):
@@ -50,8 +53,14 @@ async def _call(method: str, path: str, user_id: str, body: dict | None = None) 
 
 
 async def create_upload(user_id: str, name: str, size: int, content_type: str) -> dict:
-    """`POST /uploads` for the user: the answer is passed to the browser unchanged."""
-    return await _call("POST", "/uploads", user_id, {"name": name, "size": size, "type": content_type})
+    """`POST /uploads` for the user: the answer is passed to the browser unchanged.
+
+    `part_checksums`: if the file goes multipart, the browser's uploader
+    hashes every part and the store verifies it (ignored for a form POST)."""
+    body = {"name": name, "size": size, "type": content_type, "part_checksums": True}
+    if _PLAN:
+        body["uploader"] = _PLAN
+    return await _call("POST", "/uploads", user_id, body)
 
 
 async def recorded_file(user_id: str, file_id: str) -> dict:

@@ -224,15 +224,20 @@ export async function startGarage(dir) {
   };
 }
 
-/** Runs `upload-server bucket setup`, then the server; resolves once /config answers. */
+/**
+ * Runs `upload-server bucket setup` (with an S3 store; the embedded one needs
+ * none), then the server; resolves once /config answers.
+ */
 export async function startServer(bin, env, logFile) {
-  // Asynchronously: the proxy it talks through runs in this very process.
-  const setup = spawn(bin, ["bucket", "setup"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  setup.stdout.on("data", (d) => (out += d));
-  setup.stderr.on("data", (d) => (out += d));
-  const code = await new Promise((r) => setup.on("exit", r));
-  if (code !== 0) throw new Error(`upload-server bucket setup exited with ${code}: ${out}`);
+  if (env.UPLOAD_S3_BUCKET) {
+    // Asynchronously: the proxy it talks through runs in this very process.
+    const setup = spawn(bin, ["bucket", "setup"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    setup.stdout.on("data", (d) => (out += d));
+    setup.stderr.on("data", (d) => (out += d));
+    const code = await new Promise((r) => setup.on("exit", r));
+    if (code !== 0) throw new Error(`upload-server bucket setup exited with ${code}: ${out}`);
+  }
   const log = fs.openSync(logFile, "w");
   const proc = spawn(bin, [], { env, stdio: ["ignore", log, log] });
   let exited = null;
