@@ -29,6 +29,8 @@ const makeFile = (name, size) => makeFileIn(tmp, name, size);
 let proxy, server, page, api;
 const pageErrors = [];
 const requests = [];
+/** What the page's `create` step handed the app (see `appCreate`). */
+const appCreated = [];
 let small, big, mid, five, tooBig, wrongType;
 
 const { setup } = suite("e2e", tmp, cleanups, {
@@ -88,7 +90,15 @@ setup(async () => {
   cleanups.push(() => browser.close());
   page = await browser.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
-  page.on("request", (r) => requests.push({ method: r.method(), url: r.url() }));
+  page.on("request", (r) => requests.push({ method: r.method(), url: r.url(), authorization: r.headers().authorization }));
+  // The app's server in `new Uploader({create})`: creates the upload with
+  // its own credentials (here the development identity) and hands
+  // upload-server's answer back unchanged.
+  await page.exposeFunction("appCreate", async (request) => {
+    appCreated.push(request);
+    const r = await fetch(`${server.base}/uploads`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
+    return r.json();
+  });
   await page.goto(`${site.origin}/`);
   await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout: 30000 });
 
@@ -188,6 +198,30 @@ test("150 MiB multipart with 4 parts in flight", async () => {
   assertEq(proxy.state.maxActive, 4, "parts in flight at most");
   assertProgress(i);
   await assertStored(i.result, big);
+});
+
+test("new Uploader({create}): the app creates, the browser sends and completes with the scoped token only", async () => {
+  await page.evaluate(() => window.e2e.createThroughApp({ concurrency: 4, retryDelay: 200 }));
+  await setFiles([mid]);
+  proxy.state.reset();
+  const before = requests.length;
+  const i = await settle(await start(0));
+  assert(!i.error, JSON.stringify(i.error));
+  assertEq(appCreated.at(-1).name, "mid.bin", "the app was handed the declaration");
+  assertEq(appCreated.at(-1).size, mid.size, "declared size");
+  assertEq(proxy.state.partPuts.length, 6, "part PUTs (40 MiB / 8 MiB)");
+  assertProgress(i);
+  await assertStored(i.result, mid);
+  // The browser neither created nor read /config (it has no endpoint); each
+  // of its API calls carried the token of this one upload.
+  const calls = requests.slice(before).filter((r) => r.url.startsWith(server.base) && r.method !== "OPTIONS");
+  assert(calls.length >= 2, "parts and complete");
+  for (const r of calls) {
+    assert(!r.url.endsWith("/uploads") && !r.url.endsWith("/config"), `${r.method} ${r.url}`);
+    const [header, claims] = (r.authorization ?? "").replace(/^Bearer /, "").split(".");
+    assertEq(JSON.parse(Buffer.from(header, "base64url")).typ, "upload+jwt", `token of ${r.method} ${r.url}`);
+    assertEq(JSON.parse(Buffer.from(claims, "base64url")).upload, i.result.id, `the token's upload for ${r.url}`);
+  }
 });
 
 test("three files at once", async () => {

@@ -14,6 +14,10 @@ window.e2e = {
     this.uploader = new Uploader(options);
     return this.uploader.config();
   },
+  /** An Uploader with only the app's own creation step: `window.appCreate`, which the test provides. */
+  createThroughApp(options) {
+    this.uploader = new Uploader({ ...options, create: (request) => window.appCreate(request) });
+  },
   /** Starts uploading input file `index`; returns a handle. */
   start(index, meta = {}) {
     const file = document.getElementById("files").files[index];
