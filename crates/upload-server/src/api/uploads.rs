@@ -40,13 +40,13 @@ pub(crate) async fn create(
     let id = UploadId::new();
     let key = new_key(&owner, &id, &request)?;
     let now = now_ms();
+    let stored = open_plan(&state, &owner, &request, kind, &key, &content_type, now).await?;
     // Part and chunk URLs are signed for as long as the upload may take.
     let window = if kind == UploaderKind::S3 { config.url_ttl } else { config.multipart_window };
-    let stored = open_plan(&state, &owner, &request, kind, &key, &content_type, now).await?;
     let row = UploadRow {
-        id: id.clone(),
+        id,
         owner: owner.0.clone(),
-        object_key: key.clone(),
+        object_key: key,
         name: sanitize_filename(&request.name),
         size: request.size,
         content_type,
@@ -58,27 +58,31 @@ pub(crate) async fn create(
         expires_at: now + window.as_millis() as i64,
     };
     let plan = signed_plan(&state, &row).await?;
-    let expires_at = row.expires_at;
+    let answer = created_answer(&state, &row, plan);
     record(&state, row, now).await?;
-    tracing::debug!(%id, owner = owner.0, size = request.size, uploader = %kind, "upload signed");
-    // The browser may finish (complete, or read the status) a little after
-    // the window closes, as the API allows; the token outlives it by one TTL.
-    let token_expires_at = expires_at + config.url_ttl.as_millis() as i64;
-    let token = state.upload_tokens().issue(id.as_str(), &owner.0, token_expires_at);
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedUpload {
-            uploader: Some(plan.kind()),
-            complete_url: format!("/api/v1/uploads/{id}/complete"),
-            endpoint: Some(format!("{}/api/v1", config.public_url)),
-            token: Some(token),
-            token_expires_at: Some(rfc3339(token_expires_at)),
-            id: id.to_string(),
-            key,
-            expires_at: rfc3339(expires_at),
-            upload: plan,
-        }),
-    ))
+    tracing::debug!(id = answer.id, owner = owner.0, size = request.size, uploader = %kind, "upload signed");
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// The create answer: the signed plan, and a token for this upload alone
+/// that an app can hand to the browser with it. The browser may finish
+/// (complete, or read the status) a little after the window closes, as the
+/// API allows, so the token outlives it by one URL lifetime.
+fn created_answer(state: &AppState, row: &UploadRow, plan: UploadPlan) -> CreatedUpload {
+    let config = state.config();
+    let token_expires_at = row.expires_at + config.url_ttl.as_millis() as i64;
+    let token = state.upload_tokens().issue(row.id.as_str(), &row.owner, token_expires_at);
+    CreatedUpload {
+        uploader: Some(plan.kind()),
+        complete_url: format!("/api/v1/uploads/{}/complete", row.id),
+        endpoint: Some(format!("{}/api/v1", config.public_url)),
+        token: Some(token),
+        token_expires_at: Some(rfc3339(token_expires_at)),
+        id: row.id.to_string(),
+        key: row.object_key.clone(),
+        expires_at: rfc3339(row.expires_at),
+        upload: plan,
+    }
 }
 
 /// Refuses a declaration the constraints or the contract do not allow;
