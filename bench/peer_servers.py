@@ -1,6 +1,8 @@
-"""The Python peers of the server benchmark, started on the same Garage:
-the hand-written FastAPI presigner, django-s3-file-upload under gunicorn and
-datasette-files with datasette-files-s3."""
+"""The peers of the server benchmark, started on the same Garage: the
+hand-written FastAPI presigner (a plain `def` with 2 workers, and at its best:
+`async def` with a worker per core), django-s3-file-upload under gunicorn,
+datasette-files with datasette-files-s3, and Uppy Companion (node:cluster, a
+worker per core)."""
 import json
 import os
 import subprocess
@@ -22,14 +24,27 @@ def s3_env():
     return env
 
 
-def start_fastapi(tmp, name):
+def start_fastapi(tmp, name, module="fastapi_presign", workers=2):
     port = free_port()
     proc = Proc(
-        [os.path.join(VENV_BIN, "uvicorn"), "fastapi_presign:app", "--workers", "2", "--host", "127.0.0.1",
+        [os.path.join(VENV_BIN, "uvicorn"), f"{module}:app", "--workers", str(workers), "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
         env=s3_env(), cwd=PEERS, log=os.path.join(tmp, f"{name}.log"))
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/docs", ok=lambda s: s == 200, proc=proc, what="uvicorn")
+    return proc, base
+
+
+def start_companion(tmp, name):
+    """bench/companion/server.mjs: @uppy/companion's app, a node:cluster worker per core."""
+    port = free_port()
+    env = s3_env()
+    data = os.path.join(tmp, f"{name}-data")
+    os.makedirs(data, exist_ok=True)
+    env.update(COMPANION_PORT=str(port), COMPANION_DATA=data, COMPANION_WORKERS=str(os.cpu_count()))
+    proc = Proc(["node", os.path.join(BENCH, "companion", "server.mjs")], env=env, log=os.path.join(tmp, f"{name}.log"))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/s3/params?filename=warm.bin&type=text%2Fplain", ok=lambda s: s == 200, proc=proc, what="companion")
     return proc, base
 
 
@@ -86,9 +101,16 @@ def datasette_config():
 
 
 def targets(tmp):
+    cores = os.cpu_count()
     out = [
         dict(name="fastapi-presign", kind="peer", start=lambda n: start_fastapi(tmp, n), path="/api/v1/uploads",
-             measure="create (generate_presigned_post, nothing recorded)"),
+             measure="create (generate_presigned_post, nothing recorded; plain def, 2 workers)"),
+        dict(name="fastapi-presign-async", kind="peer",
+             start=lambda n: start_fastapi(tmp, n, "fastapi_presign_async", cores), path="/api/v1/uploads",
+             measure=f"create (generate_presigned_post, nothing recorded; async def, {cores} workers = cores)"),
+        dict(name="uppy-companion", kind="peer", start=lambda n: start_companion(tmp, n), path="/s3/params",
+             env={"BENCH_BODY": "companion"},
+             measure=f"GET /s3/params (presigned POST, nothing recorded; {cores} node:cluster workers)"),
         dict(name="django-s3-file-upload", kind="peer", start=lambda n: start_django(tmp, n), path="/api/v1/uploads/",
              env={"BENCH_BODY": "django"}, measure="create (POST /, record + presigned POST)"),
     ]

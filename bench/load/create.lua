@@ -1,6 +1,7 @@
 -- wrk script: POST a fresh small-file declaration to the create endpoint.
 -- Env: BENCH_PATH (default /api/v1/uploads), BENCH_BODY ("json" for our API
--- and the FastAPI presigner, "django" for django-s3-file-upload),
+-- and the FastAPI presigner, "django" for django-s3-file-upload, "companion"
+-- for Uppy Companion's GET /s3/params?filename=...&type=..., its presigned POST),
 -- BENCH_PAIR=1: after each create, GET /api/v1/uploads/{id} for the id it returned.
 -- BENCH_CYCLE=1 (the embedded default only, whose store is the server itself):
 -- every upload whole, three requests: create, the form POST of its 1,024
@@ -55,6 +56,9 @@ function request()
   end
   counter = counter + 1
   local name = string.format("f-%d-%d-%d.bin", tid or 0, counter, math.random(1, 1000000000))
+  if kind == "companion" then
+    return wrk.format("GET", path .. "?filename=" .. name .. "&type=application%2Foctet-stream", nil, nil)
+  end
   local body
   if kind == "datasette" then
     body = string.format('{"filename": "%s", "content_type": "application/octet-stream", "size": 1024}', name)
