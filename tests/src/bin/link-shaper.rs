@@ -304,11 +304,16 @@ async fn handle(client: TcpStream, route: &Route, shared: &Arc<Shared>) -> io::R
     upstream.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    // SYN and SYN-ACK cross the link before the first request byte can.
-    let first_byte = accepted + shared.rtt;
+    let first_byte = first_request_byte(accepted, shared.rtt);
     let up = pump(client_read, upstream_write, shared, true, first_byte, route);
     let down = pump(upstream_read, client_write, shared, false, Duration::ZERO, route);
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// The earliest a new connection's first request byte reaches the server:
+/// SYN (one way), SYN-ACK (back), then the data (one way).
+fn first_request_byte(accepted: Duration, rtt: Duration) -> Duration {
+    accepted + rtt + rtt / 2
 }
 
 /// Moves one direction of a connection across the link: the reader schedules
@@ -452,6 +457,15 @@ mod tests {
         // A chunk within the burst leaves at once.
         let much_later = slot.depart + Duration::from_secs(1);
         assert_eq!(up.schedule(much_later, 1000).depart, much_later);
+    }
+
+    #[test]
+    fn a_request_on_a_new_connection_takes_two_round_trips() {
+        let (mut up, mut down) = link();
+        let accepted = 100 * MS;
+        let at_server = up.schedule(accepted, 300).release.max(first_request_byte(accepted, 40 * MS));
+        let answered = down.schedule(at_server, 300).release;
+        assert_eq!(answered - accepted, 80 * MS);
     }
 
     #[test]
