@@ -47,7 +47,7 @@ def size_section(out_dir):
     peers = load(os.path.join(out_dir, "size-peers.txt"))
     ours = load(os.path.join(out_dir, "size-ours.txt"))
     if not peers or not ours:
-        return ["Not run."]
+        return None
     total = [l for l in ours.splitlines() if l.startswith("total")][0].split()
     o_raw, o_gz = int(total[1]), int(total[2])
     names = {
@@ -79,10 +79,10 @@ def size_section(out_dir):
     return lines
 
 
-def server_section(out_dir):
-    res = load(os.path.join(out_dir, "server.json"))
+def server_section(out_dir, name="server.json", peers_only=False):
+    res = load(os.path.join(out_dir, name))
     if not res:
-        return ["Not run."], []
+        return None, []
     conns = sorted({r["connections"] for r in res if "connections" in r})
     # Points run in several rounds: the round of median req/s stands for the
     # point, with every round's figure beside it.
@@ -103,7 +103,7 @@ def server_section(out_dir):
     for r in res:
         if r["target"] not in targets:
             targets.append(r["target"])
-    lines = [
+    lines = [] if peers_only else [
         "wrk (Debian) with `bench/load/create.lua`: every request a `POST` declaring a fresh 1,024-byte file",
         "(a single-POST plan), `-t 2` (`-t 1` at one connection), after a one-second warm-up at the same",
         "concurrency; a fresh server process and a fresh database for every point. upload-server from",
@@ -152,6 +152,8 @@ def server_section(out_dir):
             a, b = by.get(("ours-garage", c), {}), by.get((peer, c), {})
             cells.append(fmt_ratio(a.get("rps"), b.get("rps")) if "rps" in a and "rps" in b else "n/a")
         lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+    if peers_only:
+        return lines, failed
     prof = load(os.path.join(out_dir, "profile.txt"))
     if prof:
         lines += ["", "Where upload-server's CPU goes under this load (`bench/profile.py`):", "", "```", prof.strip(), "```"]
@@ -176,7 +178,7 @@ def server_section(out_dir):
 def cost_section(out_dir):
     res = load(os.path.join(out_dir, "cost.json"))
     if not res:
-        return ["Not run."]
+        return None
     lines = ["Server memory (VmRSS of upload-server) before and after creating 10,000 pending uploads",
              "(8 keep-alive clients, after 200 warm-up creates):", "",
              "| store | pending uploads | RSS before MiB | RSS after MiB | growth MiB | peak (VmHWM) MiB | non-201 |",
@@ -205,7 +207,7 @@ def cost_section(out_dir):
 def browser_sections(out_dir):
     res = load(os.path.join(out_dir, "browser.json"))
     if not res:
-        return ["Not run."], ["Not run."]
+        return None, None
     tp = res["throughput"]
     clients = {"ours": "ours (upload-wasm in Chromium)", "uppy": "Uppy 5 `@uppy/aws-s3` multipart + glue (Chromium)",
                "raw": "raw baseline (Node fetch, same plan)",
@@ -271,6 +273,162 @@ def browser_sections(out_dir):
     return lines, mem
 
 
+LINK_CLIENTS = {
+    "ours": "ours (upload-wasm in Chromium)",
+    "uppy-companion": "Uppy 5 `@uppy/aws-s3` + Uppy Companion (Chromium)",
+    "raw": "raw baseline (fetch in the same page, our API's plan)",
+}
+
+
+def link_section(out_dir):
+    res = load(os.path.join(out_dir, "link.json"))
+    if not res:
+        return None
+    link = res.get("link", {})
+    shaper = link.get("shaper", {})
+    rate_mib = link.get("up_mbit", 0) * 1e6 / 8 / MiB
+    lines = [
+        f"Chromium reaches the upload API, Uppy Companion and Garage only through `link-shaper`",
+        f"(`tests/src/bin/link-shaper.rs`): one emulated access link shared by every connection, "
+        f"**{link.get('rtt_ms')} ms round trip** ({link.get('rtt_ms', 0) / 2:g} ms each way) and "
+        f"**{link.get('up_mbit')} Mbit/s up, {link.get('down_mbit')} Mbit/s down** ({rate_mib:.2f} MiB/s), a token bucket per "
+        f"direction {shaper.get('burst_bytes', 0):,.0f} bytes deep, up to {shaper.get('queue_ms', 0):g} ms of bytes queued per "
+        "connection, and a new connection's first request bytes held 1.5 round trips (SYN, SYN-ACK, data). Plain HTTP/1.1, "
+        "no TLS (which would add a round trip per new connection for every client alike). The servers reach Garage "
+        "directly, as a server next to its store does; the store is named `localhost:PORT` in every signed URL and "
+        "Chromium alone resolves that name to the shaper (`--host-resolver-rules`), so the Host the signatures cover is "
+        "the same on both paths.",
+        "",
+        f"Every client: {res.get('concurrency')} requests carrying bytes at once (Chromium opens at most 6 connections "
+        f"per host), the server's part size {res.get('part_size', 0) // MiB} MiB for multipart, fresh random files per "
+        f"client and round. Our server chooses multipart from {res.get('multipart_threshold', 0) // MiB} MiB, Uppy from "
+        "100 MiB (its default), so the 200 KiB and 20 MiB files are single presigned POSTs for both. Uppy is driven "
+        f"with Companion {res.get('companion_version', '?')} (`{res.get('companion', {}).get('workers', '')}`) as "
+        "its signer (`endpoint` set to Companion, as Uppy's docs set it up): `GET /s3/params` per small file, "
+        "`POST /s3/multipart`, one `GET /s3/multipart/{id}/{part}` per part and `POST .../complete` for multipart. "
+        f"Headless Chromium {res.get('chromium', '')}. The time runs from the first request of the upload to the last "
+        "answer; the page is loaded and the files selected before (our client's `GET /config` too).",
+        "",
+        "Requests per file are counted by the shaper (every HTTP/1.1 request head that crossed the link, CORS",
+        "preflights included: the page, the API, Companion and the store are four origins, as in a deployment with",
+        "the API, the signer and the bucket on their own hosts). Each request costs at least one round trip.",
+        "",
+    ]
+    runs = res.get("runs", [])
+    medians = {}
+    for kase in res.get("cases", []):
+        cid = kase["id"]
+        lines += [f"**{kase['label']}** ({kase['count'] * kase['size'] / MiB:,.0f} MiB in all; the link alone needs "
+                  f"{kase['count'] * kase['size'] / MiB / rate_mib:.1f} s for the bytes):", "",
+                  "| client | rounds (files/s) | files/s (median) | MiB/s | share of the link | requests per file (API or Companion + store) | of which preflights | new connections | Chromium CPU s | ours / it (files/s) |",
+                  "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for c in LINK_CLIENTS:
+            rs = [r for r in runs if r["case"] == cid and r["client"] == c]
+            ok = sorted((r for r in rs if "files_s" in r), key=lambda r: r["files_s"])
+            medians[(cid, c)] = ok[(len(ok) - 1) // 2] if ok else None
+        for c, label in LINK_CLIENTS.items():
+            rs = [r for r in runs if r["case"] == cid and r["client"] == c]
+            if not rs:
+                continue
+            cells = ", ".join(f"{r['files_s']:.2f}" if "files_s" in r else f"failed: {r['failed'][:160]}" for r in rs)
+            m = medians[(cid, c)]
+            if not m:
+                lines.append(f"| {label} | {cells} | failed | | | | | | | |")
+                continue
+            t = m["traffic"]
+            signer = t.get("companion" if c == "uppy-companion" else "api", {})
+            split = f"{m['requests_per_file']:.2f} ({signer.get('requests', 0) / m['count']:.2f} + {t.get('store', {}).get('requests', 0) / m['count']:.2f})"
+            o = medians.get((cid, "ours"))
+            lines.append(f"| {label} | {cells} | {m['files_s']:.2f} | {m['mib_s']:.2f} | {m['mib_s'] / rate_mib:.0%} | {split} | "
+                         f"{m['preflights_per_file']:.2f} | {m['connections']} | {m['client_cpu_s']:.1f} | "
+                         f"{fmt_ratio(o['files_s'] if o else None, m['files_s'])} |")
+        lines.append("")
+        # The methods each client sent, from the median round.
+        for c, label in LINK_CLIENTS.items():
+            m = medians.get((cid, c))
+            if not m:
+                continue
+            per = "; ".join(f"{route}: " + ", ".join(f"{k} {v}" for k, v in sorted(t["methods"].items()))
+                            for route, t in m["traffic"].items() if t["requests"])
+            lines.append(f"- {label}: {per} (load {m['load_before']} before, {m['load_after']} after)")
+        lines.append("")
+    small_o, small_u = medians.get(("small", "ours")), medians.get(("small", "uppy-companion"))
+    large_o, large_u = medians.get(("large", "ours")), medians.get(("large", "uppy-companion"))
+    goal = []
+    if small_o and small_u:
+        r = small_o["files_s"] / small_u["files_s"]
+        goal.append(f"many small files {r:.2f}x Uppy (goal >= 1.5x: **{'met' if r >= 1.5 else 'not met'}**)")
+    if large_o and large_u:
+        r = large_o["mib_s"] / large_u["mib_s"]
+        goal.append(f"the large file {r:.2f}x Uppy (goal: no worse, >= 1.0x within this run: **{'met' if r >= 1.0 else 'not met'}**)")
+    if goal:
+        lines += ["Issue 16's goal for this section, from the medians above: " + "; ".join(goal) + "."]
+    for n in res.get("notes", []):
+        lines += ["", f"Note: {n}"]
+    return lines
+
+
+def peers_section(out_dir):
+    lines, failed = server_section(out_dir, "server-peers.json", peers_only=True)
+    if lines is None:
+        return None, []
+    intro = [
+        "The same wrk points as section 4 (`bench/load/create.lua`, 1, 64 and 256 connections, a fresh server per",
+        "point, a one-second warm-up) for upload-server on Garage and the peers at their best, in one run:",
+        "",
+        "- **fastapi-presign-async**: `bench/peers/fastapi_presign_async.py`, the FastAPI presigner with an `async def`",
+        "  endpoint (boto3's `generate_presigned_post` signs in memory, no I/O, so it runs on the event loop without the",
+        "  thread-pool hop), uvicorn with as many workers as cores, access log off; the plain `def` with 2 workers",
+        "  beside it for comparison;",
+        "- **uppy-companion**: `@uppy/companion`'s app (`bench/companion/server.mjs`, metrics off) in node:cluster with a",
+        "  worker per core, wrk sending `GET /s3/params?filename=...&type=...`: Companion's S3 signing endpoint for a",
+        "  single upload, which answers a presigned POST (policy and SigV4 signature) and records nothing. Its",
+        "  multipart creation (`POST /s3/multipart`) is a CreateMultipartUpload on the store, not signing alone.",
+        "",
+        "Ours records every upload (SQLite) and signs a POST form with an exact size; the peers sign and record nothing.",
+        "",
+    ]
+    return intro + lines, failed
+
+
+def old_sections(doc_path):
+    """The sections of the doc as it was ("## Title" -> lines), and its run header lines."""
+    text = load(doc_path) or ""
+    sections, header, current = {}, [], None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = []
+        elif current is None:
+            if line.startswith("- ") or line.startswith("  "):
+                header.append(line)
+        else:
+            sections[current].append(line)
+    return sections, header
+
+
+def carried(old, title, header):
+    """A section this run did not make: the one the doc had, said as such, or "Not run."."""
+    body = old.get(title)
+    if not body or any(l.strip() == "Not run." for l in body[:3]):
+        return ["Not run."]
+    while body and not body[0].strip():
+        body = body[1:]
+    while body and not body[-1].strip():
+        body = body[:-1]
+    if body and body[0].startswith("*Carried over"):
+        return body  # already carried over from an older run: keep its note
+    def field(prefix):
+        for l in header:
+            if l.startswith(prefix):
+                return l[len(prefix):].strip()
+        return "?"
+    load_line = " ".join(l.strip() for l in header if l.startswith("- Load") or (l.startswith("  ") and "Load" not in l))
+    note = (f"*Carried over unchanged from an earlier run, not re-run by this command: {field('- Command:')}, "
+            f"{field('- Run:')}; {load_line.lstrip('- ')}*")
+    return [note, ""] + body
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out_dir")
@@ -290,7 +448,12 @@ def main():
     finished = run.get("finished") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     dirty = run.get("dirty") or sh(f"git -C {HERE} status --short -- crates | wc -l")
     server, failed = server_section(a.out_dir)
+    peers, peers_failed = peers_section(a.out_dir)
+    failed += peers_failed
     browser, memory = browser_sections(a.out_dir)
+    old, old_header = old_sections(a.doc)
+    def section(title, lines):
+        return [f"## {title}", "", *(lines if lines is not None else carried(old, title, old_header)), ""]
     doc = [
         "# Benchmarks",
         "",
@@ -305,26 +468,13 @@ def main():
         f"- Load average (1, 5, 15 min) at the start: {a.load_start}; at the end: {a.load_end} (the end counts the",
         "  benchmark's own last part: Chromium, Garage and upload-server at once).",
         "",
-        "## 1. Client size",
-        "",
-        *size_section(a.out_dir),
-        "",
-        "## 2. Browser upload throughput",
-        "",
-        *browser,
-        "",
-        "## 3. Client memory",
-        "",
-        *memory,
-        "",
-        "## 4. Server throughput",
-        "",
-        *server,
-        "",
-        "## 5. How cost grows",
-        "",
-        *cost_section(a.out_dir),
-        "",
+        *section("1. Client size", size_section(a.out_dir)),
+        *section("2. Browser upload throughput", browser),
+        *section("3. Client memory", memory),
+        *section("4. Server throughput", server),
+        *section("5. How cost grows", cost_section(a.out_dir)),
+        *section("6. Uploads over a shaped link", link_section(a.out_dir)),
+        *section("7. Server peers at their best", peers),
     ]
     notes = load(os.path.join(HERE, "notes.md"))
     if notes:

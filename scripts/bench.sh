@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The benchmarks of issue 6, side by side with the peers, in one run on this
 # machine; writes docs/benchmarks.md (figures, ratios, machine, load). Not part
-# of the test command. About 15 minutes in full, 6 with --quick.
+# of the test command. About 40 minutes in full (the link section alone about
+# 20: 1.9 GiB per client at 50 Mbit/s), 12 with --quick.
 #
-#   scripts/bench.sh [--quick] [--only size,server,cost,browser]
+#   scripts/bench.sh [--quick] [--only size,server,cost,browser,link,peers]
 #   scripts/bench.sh --report-only   # rewrite docs/benchmarks.md from bench/out
+#
+# Sections: size (client bundle), server (wrk on ours and the Python peers),
+# cost (memory and latency growth), browser (1 GiB on loopback, memory),
+# link (issue 16: uploads over link-shaper, 40 ms / 50 Mbit/s, ours vs Uppy 5 +
+# Companion vs raw fetch; --quick shrinks its 1 GiB file to 64 MiB), peers
+# (issue 16: ours vs FastAPI async with a worker per core and Uppy Companion
+# under wrk). A section not run keeps what docs/benchmarks.md had, marked as
+# carried over from that earlier run.
 #
 # Installs what it needs: wrk (Debian), the Python peers into bench/.venv and
 # bench/.venv-datasette (PyPI), the JS peers, esbuild and playwright-core into
@@ -18,13 +27,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 args_given=$*
 quick=false
-only=size,server,cost,browser
+only=size,server,cost,browser,link,peers
 while (($#)); do
   case $1 in
   --quick) quick=true ;;
   --only) only=$2; shift ;;
   --report-only) exec bench/.venv/bin/python bench/report.py bench/out docs/benchmarks.md ;;
-  *) echo "usage: $0 [--quick] [--only size,server,cost,browser]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--quick] [--only size,server,cost,browser,link,peers]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -50,7 +59,7 @@ if [[ ! -x bench/.venv/bin/uvicorn || ! -x bench/.venv/bin/gunicorn ]]; then
   bench/.venv/bin/pip install -q django djangorestframework django-s3-file-upload
 fi
 # datasette-files-s3 pins aiobotocore, which pins an older botocore: its own venv.
-if [[ ! -x bench/.venv-datasette/bin/datasette ]]; then
+if has server && [[ ! -x bench/.venv-datasette/bin/datasette ]]; then
   log "installing datasette, datasette-files, datasette-files-s3"
   python3 -m venv bench/.venv-datasette
   bench/.venv-datasette/bin/pip install -q datasette 'datasette-files==0.1a3' 'datasette-files-s3==0.1a2' ||
@@ -61,8 +70,16 @@ if [[ ! -x bench/node_modules/.bin/esbuild || ! -d bench/uppy5/node_modules/@upp
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
   (cd bench/uppy5 && npm ci --no-audit --no-fund --loglevel=error)
 fi
+if { has link || has peers; } && [[ ! -d bench/companion/node_modules/@uppy/companion ]]; then
+  log "installing Uppy Companion (npm)"
+  (cd bench/companion && npm ci --no-audit --no-fund --loglevel=error)
+fi
 log "building target/release/upload-server"
 cargo build --release -q -p upload-server
+if has link; then
+  log "building target/release/link-shaper"
+  cargo build --release -q -p upload-tests --bin link-shaper
+fi
 if [[ ! -f crates/upload-wasm/pkg/upload_wasm_bg.wasm ]]; then
   log "building the browser package"
   scripts/build-wasm.sh
@@ -77,6 +94,10 @@ cp -r crates/upload-wasm/pkg "$tmp/pkg"
 # The binary too: target/release is shared, and a rebuild mid-run would mix two servers in one report.
 cp target/release/upload-server "$tmp/upload-server"
 export UPLOAD_SERVER_BIN=$tmp/upload-server
+if has link; then
+  cp target/release/link-shaper "$tmp/link-shaper"
+  export LINK_SHAPER_BIN=$tmp/link-shaper
+fi
 cleanup() {
   scripts/garage.sh stop "$tmp/garage" || true
   rm -rf "$tmp"
@@ -114,6 +135,20 @@ if has browser; then
   else
     node bench/browser.mjs "$out/browser.json" --rounds "$rounds" --size-mib 1024 --memory 256,2048
   fi
+fi
+
+if has link; then
+  log "uploads over a shaped link (40 ms RTT, 50 Mbit/s each way): ours, Uppy 5 + Companion, raw"
+  if $quick; then
+    node bench/link.mjs "$out/link.json" --quick
+  else
+    node bench/link.mjs "$out/link.json"
+  fi
+fi
+if has peers; then
+  log "server peers at their best (wrk, ${secs}s per point): ours, FastAPI async, Uppy Companion"
+  (cd bench && .venv/bin/python server_load.py "$root/$out/server-peers.json" "$secs" \
+    ours-garage fastapi-presign fastapi-presign-async uppy-companion)
 fi
 
 printf '{"command": "scripts/bench.sh%s", "seconds": %d, "load_start": "%s", "load_end": "%s", "server_bin": "%s", "pkg": "%s", "dirty": "%s", "commit": "%s", "finished": "%s"}\n' \
