@@ -442,6 +442,44 @@ async fn liveview_uploaders_report_failures_to_the_entry() {
 }
 
 #[wasm_bindgen_test]
+async fn liveview_on_view_error_stops_the_requests_and_deletes_the_upload() {
+    let _serial = serial().await;
+    let mock = install_mock(&obj(&[("plan", "S3Multipart".into()), ("stepMs", num(5.0))]));
+    let file = make_file(1000, "movie.mp4", "video/mp4");
+    let meta = JsFuture::from(create_answer(&file, &JsValue::UNDEFINED)).await.unwrap();
+    let entry = make_entry(&file, &meta);
+    // LiveView hands the uploader a function to register its view-error callback with.
+    let registered: std::rc::Rc<std::cell::RefCell<Option<Function>>> = Default::default();
+    let keep = registered.clone();
+    let on_view_error = Closure::<dyn Fn(Function)>::new(move |callback: Function| *keep.borrow_mut() = Some(callback));
+    liveview_upload("S3Multipart", Array::of1(&entry), on_view_error.as_ref().clone());
+    let m = mock.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || store_requests(&m).length() >= 2).into_js_value().unchecked_into(),
+        5000,
+    ))
+    .await
+    .unwrap();
+    let callback = registered.borrow().clone().expect("the uploader registered for view errors");
+    callback.call0(&JsValue::NULL).unwrap();
+    let m = mock.clone();
+    JsFuture::from(until(
+        &Closure::<dyn Fn() -> bool>::new(move || count(&m, "DELETE", "^/uploads/u1$") == 1)
+            .into_js_value()
+            .unchecked_into(),
+        5000,
+    ))
+    .await
+    .expect("the upload is deleted");
+    assert_eq!(get_f64(&mock, "inflight"), Some(0.0), "requests in flight aborted");
+    let sent = store_requests(&mock).length();
+    JsFuture::from(sleep(60)).await.unwrap();
+    assert_eq!(store_requests(&mock).length(), sent, "nothing is sent after the view went away");
+    assert_eq!(count(&mock, "POST", "/complete$"), 0);
+    assert!(!Array::from(&get(&entry, "progresses")).includes(&num(100.0), 0));
+}
+
+#[wasm_bindgen_test]
 async fn the_apps_create_step_creates_and_the_scoped_token_carries_the_rest() {
     let _serial = serial().await;
     let mock = install_mock(&obj(&[("plan", "S3Multipart".into())]));
