@@ -77,7 +77,14 @@ async fn post_object_head_get_delete(backend: Backend) {
     assert_ne!(tampered, get.url);
     assert_eq!(server.http.get(&tampered).send().await.unwrap().status(), StatusCode::FORBIDDEN);
 
+    // The first bytes, for sniffing: exactly as many as asked, or the whole
+    // object when it is shorter.
+    assert_eq!(storage.read_prefix(&key, 100).await.unwrap(), data[..100]);
+    assert_eq!(storage.read_prefix(&key, 8192).await.unwrap(), data);
+    assert_eq!(storage.read_prefix(&key, data.len() as u64).await.unwrap(), data);
+
     storage.delete(&key).await.unwrap();
+    assert!(matches!(storage.read_prefix(&key, 100).await, Err(StorageError::NotFound)));
     assert!(storage.head(&key).await.unwrap().is_none());
     storage.delete(&key).await.expect("deleting what is gone succeeds");
     assert!(storage.head(&unique_key(&server, "never-stored")).await.unwrap().is_none());

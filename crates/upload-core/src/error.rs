@@ -30,6 +30,9 @@ pub enum ErrorCode {
     UploadIncomplete,
     /// 422: what is in storage differs from what was declared; the object is deleted.
     UploadMismatch,
+    /// 422: the file's first bytes show a type that `accept` does not allow
+    /// (an HTML page declared `image/png`); the object is deleted.
+    ContentNotAccepted,
     /// 410: the upload's signing window has passed.
     UploadExpired,
     /// 429: too many requests from this owner.
@@ -42,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the contract's table.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::NotFound,
@@ -54,6 +57,7 @@ impl ErrorCode {
         ErrorCode::InvalidState,
         ErrorCode::UploadIncomplete,
         ErrorCode::UploadMismatch,
+        ErrorCode::ContentNotAccepted,
         ErrorCode::UploadExpired,
         ErrorCode::RateLimited,
         ErrorCode::StorageUnavailable,
@@ -74,6 +78,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::UploadIncomplete => "upload_incomplete",
             ErrorCode::UploadMismatch => "upload_mismatch",
+            ErrorCode::ContentNotAccepted => "content_not_accepted",
             ErrorCode::UploadExpired => "upload_expired",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StorageUnavailable => "storage_unavailable",
@@ -91,7 +96,7 @@ impl ErrorCode {
             ErrorCode::FileTooLarge | ErrorCode::RequestTooLarge => 413,
             ErrorCode::TypeNotAccepted => 415,
             ErrorCode::TooManyFiles | ErrorCode::InvalidState | ErrorCode::UploadIncomplete => 409,
-            ErrorCode::UploadMismatch => 422,
+            ErrorCode::UploadMismatch | ErrorCode::ContentNotAccepted => 422,
             ErrorCode::UploadExpired => 410,
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
@@ -155,6 +160,7 @@ mod tests {
             ("invalid_state", 409),
             ("upload_incomplete", 409),
             ("upload_mismatch", 422),
+            ("content_not_accepted", 422),
             ("upload_expired", 410),
             ("rate_limited", 429),
             ("storage_unavailable", 503),

@@ -362,6 +362,11 @@ pub struct FileRecord {
     pub key: String,
     /// Base64 SHA-256 of the whole file, when known.
     pub sha256: Option<String>,
+    /// The type the server saw in the file's first bytes, when it knows the
+    /// format (`null` for formats without a signature, such as plain text,
+    /// and when sniffing is off). Absent from older servers' answers.
+    #[serde(default)]
+    pub detected_type: Option<String>,
     /// Application data given at creation.
     pub meta: BTreeMap<String, String>,
     /// When it was completed.
@@ -543,6 +548,7 @@ mod tests {
             content_type: "text/plain".into(),
             key: "k".into(),
             sha256: None,
+            detected_type: Some("image/png".into()),
             meta: BTreeMap::new(),
             created_at: "t".into(),
             owner: "o".into(),
@@ -553,6 +559,17 @@ mod tests {
         assert_eq!(json["type"], "text/plain");
         assert_eq!(json["download_url"], "u");
         assert!(json["sha256"].is_null());
+        assert_eq!(json["detected_type"], "image/png");
+    }
+
+    /// An answer from a server that predates `detected_type` still reads.
+    #[test]
+    fn a_file_record_without_detected_type_reads() {
+        let old = r#"{"id": "1", "name": "a", "size": 1, "type": "text/plain", "key": "k", "sha256": null,
+            "meta": {}, "created_at": "t", "owner": "o"}"#;
+        let file: FileRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(file.detected_type, None);
+        assert_eq!(file.content_type, "text/plain");
     }
 
     #[test]

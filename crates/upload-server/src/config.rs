@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use upload_core::{MAX_PART_SIZE, MIN_PART_SIZE, UploadConstraints};
 
+use crate::sniff::SniffMode;
 use crate::storage::s3::S3Settings;
 
 /// A configuration value that cannot be used.
@@ -56,6 +57,9 @@ pub struct Config {
     pub dev_mode: bool,
     /// What may be uploaded.
     pub constraints: UploadConstraints,
+    /// What completion does with the file's first bytes: detect and record
+    /// the type, and refuse bytes that contradict `accept`.
+    pub sniff: SniffMode,
     /// How long a signed URL or form lives.
     pub url_ttl: Duration,
     /// Files of at least this size go multipart.
@@ -108,6 +112,7 @@ pub struct ConfigBuilder {
     max_file_size: Option<u64>,
     max_files: Option<u32>,
     accept: Option<Vec<String>>,
+    sniff: Option<SniffMode>,
     url_ttl: Option<u64>,
     multipart_threshold: Option<u64>,
     part_size: Option<u64>,
@@ -157,6 +162,7 @@ impl ConfigBuilder {
     /// | `UPLOAD_MAX_FILE_SIZE` | bytes | `104857600` |
     /// | `UPLOAD_MAX_FILES` | pending uploads per owner | `10` |
     /// | `UPLOAD_ACCEPT` | comma-separated accept list | empty (all) |
+    /// | `UPLOAD_SNIFF` | at completion, read the first 8 KiB: `off`, `record` (detect the type into `detected_type`), `enforce` (also refuse bytes that contradict `UPLOAD_ACCEPT`: 422 `content_not_accepted`) | `enforce` (with no accept list it only records) |
     /// | `UPLOAD_URL_TTL` | seconds a signed URL lives | `3600` |
     /// | `UPLOAD_MULTIPART_THRESHOLD` | bytes from which uploads are multipart | `67108864` |
     /// | `UPLOAD_PART_SIZE` | bytes | `8388608` |
@@ -185,6 +191,7 @@ impl ConfigBuilder {
             max_file_size: env_parse("UPLOAD_MAX_FILE_SIZE")?,
             max_files: env_parse("UPLOAD_MAX_FILES")?,
             accept: env("UPLOAD_ACCEPT").map(|v| list(&v)),
+            sniff: env_parse("UPLOAD_SNIFF")?,
             url_ttl: env_parse("UPLOAD_URL_TTL")?,
             multipart_threshold: env_parse("UPLOAD_MULTIPART_THRESHOLD")?,
             part_size: env_parse("UPLOAD_PART_SIZE")?,
@@ -271,6 +278,11 @@ impl ConfigBuilder {
         self.accept = Some(accept);
         self
     }
+    /// What completion does with the file's first bytes (`UPLOAD_SNIFF`).
+    pub fn sniff(mut self, mode: SniffMode) -> Self {
+        self.sniff = Some(mode);
+        self
+    }
     /// Seconds a signed URL lives.
     pub fn url_ttl_secs(mut self, secs: u64) -> Self {
         self.url_ttl = Some(secs);
@@ -352,6 +364,7 @@ impl ConfigBuilder {
             jwt_audience: self.jwt_audience,
             dev_mode,
             constraints,
+            sniff: self.sniff.unwrap_or_default(),
             url_ttl,
             multipart_threshold,
             part_size,
@@ -549,6 +562,7 @@ mod tests {
         assert_eq!(config.multipart_threshold, 67_108_864);
         assert_eq!(config.part_size, 8_388_608);
         assert!(matches!(config.storage, StorageConfig::Local));
+        assert_eq!(config.sniff, SniffMode::Enforce);
     }
 
     #[test]

@@ -87,6 +87,11 @@ impl ApiError {
         ApiError::new(ErrorCode::UploadMismatch, message)
     }
 
+    /// 422 `content_not_accepted`: the bytes show a type `accept` does not allow.
+    pub fn content_not_accepted(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::ContentNotAccepted, message)
+    }
+
     /// 410 `upload_expired`.
     pub fn upload_expired(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::UploadExpired, message)

@@ -1,5 +1,5 @@
-//! The upload server: decides, signs and records; never touches file bytes
-//! in S3 mode.
+//! The upload server: decides, signs and records; in S3 mode it touches no
+//! file bytes but the first 8 KiB of each completed object, to see its type.
 //!
 //! Use it as a binary (`upload-server`, configured from the environment) or
 //! nest [`app`] in your own axum application:
@@ -24,6 +24,7 @@ mod id;
 mod plan;
 mod rate_limit;
 pub mod serve;
+mod sniff;
 pub mod storage;
 pub mod sweeper;
 mod time_util;
@@ -38,6 +39,7 @@ pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
 pub use crate::db::Db;
 pub use crate::error::{ApiError, ApiResult};
 use crate::rate_limit::RateLimiter;
+pub use crate::sniff::{SniffMode, UnknownSniffMode};
 use crate::storage::local::LocalStorage;
 use crate::storage::s3::S3Storage;
 use crate::storage::{Storage, StorageError};

@@ -10,5 +10,6 @@ mod hardening;
 mod hostile;
 mod names;
 mod scoped_tokens;
+mod sniff;
 mod store_enforces;
 mod sweeper;

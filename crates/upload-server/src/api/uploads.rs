@@ -25,6 +25,7 @@ use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
 use crate::id::UploadId;
 use crate::plan::StoredPlan;
+use crate::sniff::{SNIFF_WINDOW, SniffMode, check_accept, sniff};
 use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
 use crate::time_util::{datetime, now_ms, rfc3339};
 use crate::upload_token::UploadAccess;
@@ -361,7 +362,8 @@ pub(crate) async fn complete(
     require_pending(&row)?;
     let info = stored_object(&state, &row, request.parts).await?;
     verify(&state, &row, &info).await?;
-    let file = file_row(&row, &info);
+    let detected_type = detect_type(&state, &row).await?;
+    let file = file_row(&row, &info, detected_type);
     if !state.db().complete(&file, now_ms()).await? {
         // Someone else finished it meanwhile (a concurrent complete).
         return existing_file(&state, &owner, &row.id).await;
@@ -398,8 +400,33 @@ async fn stored_object(state: &AppState, row: &UploadRow, parts: Option<Vec<Comp
     }
 }
 
-/// The file to record: the verified size and the digest something checked.
-fn file_row(row: &UploadRow, info: &ObjectInfo) -> FileRow {
+/// The type the object's first bytes show (`UPLOAD_SNIFF`). Under
+/// `enforce`, bytes that contradict the accept list fail the upload and
+/// delete the object, as a mismatch with the declaration does.
+async fn detect_type(state: &AppState, row: &UploadRow) -> ApiResult<Option<String>> {
+    let config = state.config();
+    if config.sniff == SniffMode::Off {
+        return Ok(None);
+    }
+    let prefix = match state.storage().read_prefix(&row.object_key, SNIFF_WINDOW).await {
+        Ok(prefix) => prefix,
+        // Verified a moment ago, so gone since: a concurrent abort or failure.
+        Err(StorageError::NotFound) => return Err(ApiError::upload_incomplete("the object left storage meanwhile")),
+        Err(e) => return Err(e.into()),
+    };
+    let sniffed = sniff(&prefix);
+    if config.sniff == SniffMode::Enforce
+        && let Err(why) = check_accept(&config.constraints.accept, &row.name, &row.content_type, sniffed)
+    {
+        fail(state, row).await?;
+        return Err(ApiError::content_not_accepted(format!("{why}; the upload failed and the object was deleted")));
+    }
+    Ok(sniffed.mime.map(str::to_owned))
+}
+
+/// The file to record: the verified size, the digest something checked,
+/// and the type the bytes show.
+fn file_row(row: &UploadRow, info: &ObjectInfo, detected_type: Option<String>) -> FileRow {
     FileRow {
         id: row.id.clone(),
         owner: row.owner.clone(),
@@ -417,6 +444,7 @@ fn file_row(row: &UploadRow, info: &ObjectInfo) -> FileRow {
             .checksum_sha256
             .clone()
             .or_else(|| (row.plan == StoredPlan::S3).then(|| row.sha256.clone()).flatten()),
+        detected_type,
         meta: row.meta.clone(),
         created_at: now_ms(),
     }

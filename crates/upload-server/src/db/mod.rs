@@ -279,7 +279,7 @@ async fn complete_in(write: &SqlitePool, file: &FileRow, now_ms: i64) -> Result<
     let sql = format!(
         "{BEGIN_WRITE}; \
          UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'; \
-         INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
+         INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
          COMMIT"
     );
     let mut conn = write.acquire().await?;
@@ -294,6 +294,7 @@ async fn complete_in(write: &SqlitePool, file: &FileRow, now_ms: i64) -> Result<
         .bind(file.size)
         .bind(&file.content_type)
         .bind(&file.sha256)
+        .bind(&file.detected_type)
         .bind(&file.meta)
         .bind(file.created_at)
         .fetch_all(&mut *conn)
@@ -385,6 +386,7 @@ mod tests {
             size: 1,
             content_type: "application/octet-stream".to_owned(),
             sha256: None,
+            detected_type: Some("image/png".to_owned()),
             meta: "{}".to_owned(),
             created_at: 3,
         };
@@ -392,7 +394,8 @@ mod tests {
         assert!(db.file("mallory", &id("01C")).await.unwrap().is_none());
         assert!(db.complete(&file("alice"), 3).await.unwrap());
         assert!(!db.complete(&file("alice"), 4).await.unwrap(), "no longer pending");
-        assert_eq!(db.file("alice", &id("01C")).await.unwrap().unwrap().created_at, 3);
+        let stored = db.file("alice", &id("01C")).await.unwrap().unwrap();
+        assert_eq!((stored.created_at, stored.detected_type.as_deref()), (3, Some("image/png")));
         assert_eq!(db.upload("alice", &id("01C")).await.unwrap().unwrap().state, UploadState::Completed);
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 0);
         // The connection is not left inside a transaction: the next write works.
@@ -420,6 +423,7 @@ mod tests {
             size: 1,
             content_type: "application/octet-stream".to_owned(),
             sha256: None,
+            detected_type: None,
             meta: "{}".to_owned(),
             created_at: 3,
         }

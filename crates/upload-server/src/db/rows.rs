@@ -122,6 +122,8 @@ pub(crate) struct FileRow {
     pub(crate) content_type: String,
     /// Base64 SHA-256.
     pub(crate) sha256: Option<String>,
+    /// The type the first bytes show, when they show one.
+    pub(crate) detected_type: Option<String>,
     /// JSON object of strings.
     pub(crate) meta: String,
     /// Unix milliseconds.
@@ -140,6 +142,7 @@ impl FileRow {
             content_type: self.content_type,
             key: self.object_key,
             sha256: self.sha256,
+            detected_type: self.detected_type,
             owner: self.owner,
         }
     }
@@ -147,4 +150,5 @@ impl FileRow {
 
 pub(super) const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
     multipart_upload_id, part_checksums, part_size, part_count, chunked_session, state, created_at, expires_at";
-pub(super) const FILE_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, created_at";
+pub(super) const FILE_COLUMNS: &str =
+    "id, owner, object_key, name, size, content_type, sha256, detected_type, meta, created_at";

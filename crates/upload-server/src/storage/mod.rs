@@ -171,6 +171,13 @@ pub trait Storage: Send + Sync + 'static {
         self.head(key).await
     }
 
+    /// The first `len` bytes of an object (all of it when shorter; empty for
+    /// an empty object), [`StorageError::NotFound`] when there is none.
+    /// Completion reads the start of every file to see its real type
+    /// (`UPLOAD_SNIFF`), so this must cost one small read, never the whole
+    /// object: S3 asks for a byte range.
+    async fn read_prefix(&self, key: &str, len: u64) -> Result<Vec<u8>, StorageError>;
+
     /// Deletes an object; succeeds if it is already gone. The embedded
     /// store also refuses forms signed for `key` from then on.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;

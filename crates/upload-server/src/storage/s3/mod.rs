@@ -295,6 +295,36 @@ impl Storage for S3Storage {
         }
     }
 
+    async fn read_prefix(&self, key: &str, len: u64) -> Result<Vec<u8>, StorageError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let answer =
+            self.client.get_object().bucket(self.bucket()).key(key).range(format!("bytes=0-{}", len - 1)).send().await;
+        let mut body = match answer {
+            Ok(out) => out.body,
+            Err(e) => {
+                // A range of an empty object is unsatisfiable (416): its prefix is empty.
+                if let SdkError::ServiceError(service) = &e
+                    && (service.raw().status().as_u16() == 416 || service.err().code() == Some("InvalidRange"))
+                {
+                    return Ok(Vec::new());
+                }
+                return Err(map_err(e));
+            }
+        };
+        // A store that ignores Range answers the whole object: stop reading at `len`.
+        let mut prefix = Vec::new();
+        while (prefix.len() as u64) < len {
+            match body.try_next().await.map_err(StorageError::unavailable)? {
+                Some(chunk) => prefix.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        prefix.truncate(len as usize);
+        Ok(prefix)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.client.delete_object().bucket(self.bucket()).key(key).send().await.map_err(map_err)?;
         Ok(())
