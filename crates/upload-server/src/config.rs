@@ -85,6 +85,8 @@ pub struct Config {
     /// Longest an API request may take before it is answered 503 (a store
     /// or database that does not answer must not hold requests for ever).
     pub request_timeout: Duration,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -125,6 +127,7 @@ pub struct ConfigBuilder {
     sweep_interval: Option<u64>,
     sweep_grace: Option<u64>,
     request_timeout: Option<u64>,
+    metrics_token: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -175,6 +178,7 @@ impl ConfigBuilder {
     /// | `UPLOAD_SWEEP_INTERVAL` | seconds between sweeps of abandoned uploads, 0 = off | `300` |
     /// | `UPLOAD_REQUEST_TIMEOUT` | seconds an API request may take before it is answered 503 | `120` |
     /// | `UPLOAD_SWEEP_GRACE` | seconds past its window before an upload is expired | `900` |
+    /// | `UPLOAD_METRICS_TOKEN` | bearer token `GET /metrics` requires | unset (open) |
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(ConfigBuilder {
             listen: env("UPLOAD_LISTEN"),
@@ -204,6 +208,7 @@ impl ConfigBuilder {
             sweep_interval: env_parse("UPLOAD_SWEEP_INTERVAL")?,
             sweep_grace: env_parse("UPLOAD_SWEEP_GRACE")?,
             request_timeout: env_parse("UPLOAD_REQUEST_TIMEOUT")?,
+            metrics_token: env("UPLOAD_METRICS_TOKEN"),
         })
     }
 
@@ -333,6 +338,11 @@ impl ConfigBuilder {
         self.sweep_grace = Some(secs);
         self
     }
+    /// The bearer token `GET /metrics` requires (`UPLOAD_METRICS_TOKEN`).
+    pub fn metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into());
+        self
+    }
     /// Browser package directory served at `/pkg/`.
     pub fn pkg_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.pkg_dir = Some(dir.into());
@@ -378,6 +388,7 @@ impl ConfigBuilder {
             sweep_interval: Some(self.sweep_interval.unwrap_or(300)).filter(|s| *s > 0).map(Duration::from_secs),
             sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
             request_timeout,
+            metrics_token: self.metrics_token,
         })
     }
 

@@ -21,6 +21,7 @@ mod config;
 mod db;
 mod error;
 mod id;
+mod metrics;
 mod plan;
 mod rate_limit;
 pub mod serve;
@@ -38,6 +39,7 @@ use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
 pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
 pub use crate::db::Db;
 pub use crate::error::{ApiError, ApiResult};
+use crate::metrics::{MeteredStorage, Metrics};
 use crate::rate_limit::RateLimiter;
 pub use crate::sniff::{SniffMode, UnknownSniffMode};
 use crate::storage::local::LocalStorage;
@@ -79,16 +81,21 @@ struct Inner {
     limiter: RateLimiter,
     /// Signs and checks the tokens that authorise one upload.
     upload_tokens: UploadTokens,
+    /// This state's own registry, served at `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// Assembles a state from its parts, for library users who bring their
     /// own storage (S3, the embedded [`LocalStorage`], or their own) or
-    /// identity. A store's own routes come with it (see [`app`]).
+    /// identity. A store's own routes come with it (see [`app`]); its calls
+    /// are timed and counted for `/metrics`.
     pub fn new(config: Config, storage: Arc<dyn Storage>, db: Db, auth: Arc<dyn Authenticate>) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
         let upload_tokens = UploadTokens::new(config.jwt_secret.as_deref().map(str::as_bytes));
-        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens }) }
+        let metrics = Metrics::new();
+        let storage = Arc::new(MeteredStorage::new(storage, metrics.clone()));
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens, metrics }) }
     }
 
     /// Connects storage and the database as the configuration says, with
@@ -147,12 +154,16 @@ impl AppState {
         &self.inner.upload_tokens
     }
 
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     pub(crate) fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {
         self.inner.limiter.check(&owner.0)
     }
 }
 
-/// The whole HTTP surface: the API under `/api/v1`, `/healthz`, the
+/// The whole HTTP surface: the API under `/api/v1`, `/healthz`, `/metrics`, the
 /// storage backend's own routes when it has some (the embedded store's
 /// signed URLs under `/storage/v1`), and the upload page at `/` when a
 /// static directory is configured.

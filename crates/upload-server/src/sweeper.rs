@@ -48,6 +48,7 @@ pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport
         for row in overdue {
             if db.claim_expired(&row.id, now_ms()).await? {
                 report.expired += 1;
+                state.metrics().upload_expired(row.plan.kind());
                 clean(state, &row, &mut report).await?;
             }
         }
@@ -61,6 +62,7 @@ pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport
         }
     }
     state.storage().housekeeping().await;
+    state.metrics().sweep(&report);
     Ok(report)
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod flows;
 mod hardening;
 mod hostile;
+mod metrics;
 mod names;
 mod scoped_tokens;
 mod sniff;

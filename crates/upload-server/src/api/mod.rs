@@ -41,11 +41,13 @@ pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
     let mut app = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::scrape))
         .method_not_allowed_fallback(method_not_allowed);
     if let Some(dir) = &state.config().pkg_dir {
         app = app.nest_service("/pkg", ServeDir::new(dir));
     }
     let static_dir = state.config().static_dir.clone();
+    let metrics = state.metrics().clone();
     let mut app = app.with_state(state);
     if let Some(storage) = storage {
         app = app.merge(storage);
@@ -54,7 +56,10 @@ pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
         Some(dir) => app.fallback_service(ServeDir::new(dir)),
         None => app.fallback(not_found),
     };
-    app.layer(TraceLayer::new_for_http())
+    // Outermost but for tracing, so a request's time includes every layer,
+    // and on the whole app, so the store's own routes are timed too.
+    app.layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_requests))
+        .layer(TraceLayer::new_for_http())
 }
 
 async fn not_found() -> ApiError {

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
 use crate::id::UploadId;
+use crate::metrics::FailReason;
 use crate::plan::StoredPlan;
 use crate::sniff::{SNIFF_WINDOW, SniffMode, check_accept, sniff};
 use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
@@ -61,6 +62,7 @@ pub(crate) async fn create(
     let plan = signed_plan(&state, &row).await?;
     let answer = created_answer(&state, &row, plan);
     record(&state, row, now).await?;
+    state.metrics().upload_created(kind);
     tracing::debug!(id = answer.id, owner = owner.0, size = request.size, uploader = %kind, "upload signed");
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -368,6 +370,7 @@ pub(crate) async fn complete(
         // Someone else finished it meanwhile (a concurrent complete).
         return existing_file(&state, &owner, &row.id).await;
     }
+    state.metrics().upload_completed(row.plan.kind(), info.size);
     tracing::info!(id = %row.id, owner = owner.0, size = info.size, "upload completed");
     Ok(Json(Completed { file: file.into_record() }))
 }
@@ -393,7 +396,9 @@ async fn stored_object(state: &AppState, row: &UploadRow, parts: Option<Vec<Comp
     match state.storage().head_sealed(&row.object_key).await? {
         Some(info) => Ok(info),
         None if now_ms() >= row.expires_at => {
-            state.db().finish_pending(&row.owner, &row.id, UploadState::Expired, now_ms()).await?;
+            if state.db().finish_pending(&row.owner, &row.id, UploadState::Expired, now_ms()).await? {
+                state.metrics().upload_expired(row.plan.kind());
+            }
             Err(expired_error(row))
         }
         None => Err(ApiError::upload_incomplete("the object is not in storage yet")),
@@ -418,7 +423,7 @@ async fn detect_type(state: &AppState, row: &UploadRow) -> ApiResult<Option<Stri
     if config.sniff == SniffMode::Enforce
         && let Err(why) = check_accept(&config.constraints.accept, &row.name, &row.content_type, sniffed)
     {
-        fail(state, row).await?;
+        fail(state, row, FailReason::ContentNotAccepted).await?;
         return Err(ApiError::content_not_accepted(format!("{why}; the upload failed and the object was deleted")));
     }
     Ok(sniffed.mime.map(str::to_owned))
@@ -489,7 +494,7 @@ async fn complete_multipart(
     let stored_parts = match match_parts(row, &parts, &stored, part_size)? {
         Ok(matched) => matched,
         Err(mismatch) => {
-            fail(state, row).await?;
+            fail(state, row, FailReason::Mismatch).await?;
             return Err(mismatch);
         }
     };
@@ -569,16 +574,18 @@ async fn verify(state: &AppState, row: &UploadRow, info: &ObjectInfo) -> ApiResu
     if problems.is_empty() {
         return Ok(());
     }
-    fail(state, row).await?;
+    fail(state, row, FailReason::Mismatch).await?;
     Err(ApiError::upload_mismatch(format!(
         "stored object differs from the declaration: {}; it was deleted",
         problems.join("; ")
     )))
 }
 
-async fn fail(state: &AppState, row: &UploadRow) -> ApiResult<()> {
+async fn fail(state: &AppState, row: &UploadRow, reason: FailReason) -> ApiResult<()> {
     row.plan.discard(state.storage(), &row.object_key).await?;
-    state.db().finish_pending(&row.owner, &row.id, UploadState::Failed, now_ms()).await?;
+    if state.db().finish_pending(&row.owner, &row.id, UploadState::Failed, now_ms()).await? {
+        state.metrics().upload_failed(row.plan.kind(), reason);
+    }
     tracing::warn!(id = %row.id, "upload failed verification; object deleted");
     Ok(())
 }

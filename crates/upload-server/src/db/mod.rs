@@ -84,6 +84,11 @@ impl Db {
         Ok(Db { read, write, inserts })
     }
 
+    /// New uploads queued for the writer's next batch (for `/metrics`).
+    pub(crate) fn writer_queue_depth(&self) -> usize {
+        self.inserts.queue_depth()
+    }
+
     /// Uploads of this owner still pending and inside their window.
     /// Counts at most `limit`: callers only need to know whether the limit is reached.
     pub async fn count_pending(&self, owner: &str, now_ms: i64, limit: u32) -> Result<u64, sqlx::Error> {

@@ -38,6 +38,11 @@ impl Inserts {
     }
 
     /// Whether the writer task has stopped.
+    /// Jobs sent and not yet taken by the writer.
+    pub(super) fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     pub(super) fn is_closed(&self) -> bool {
         self.jobs.is_closed()
     }
