@@ -146,6 +146,8 @@ export interface FileRecord {
   type: string;
   key: string;
   sha256: string | null;
+  /** The type the server detected in the file's first bytes (null when the format has no signature, or sniffing is off). */
+  detected_type: string | null;
   meta: Record<string, string>;
   created_at: string;
   owner: string;
