@@ -54,6 +54,13 @@ if (cluster.isPrimary) {
       endpoint: process.env.COMPANION_S3_ENDPOINT || process.env.TEST_S3_ENDPOINT,
       forcePathStyle: true,
       expires: 3600,
+      // The AWS SDK Companion 6.2.2 ships (3.986) adds flexible checksums by
+      // default: every presigned UploadPart URL carries
+      // x-amz-checksum-crc32=AAAAAA== (the CRC32 of an empty body), which the
+      // store rightly refuses for a real part, so Uppy re-sent every part
+      // until it gave up. WHEN_REQUIRED is the SDK's documented opt-out, the
+      // setting a Companion user on any S3-compatible store needs.
+      awsClientOptions: { requestChecksumCalculation: "WHEN_REQUIRED" },
     },
   });
   const server = express();
