@@ -33,6 +33,8 @@ pub enum ErrorCode {
     /// 422: the file's first bytes show a type that `accept` does not allow
     /// (an HTML page declared `image/png`); the object is deleted.
     ContentNotAccepted,
+    /// 422: the application's hook refused the file; the object is deleted.
+    RefusedByApp,
     /// 410: the upload's signing window has passed.
     UploadExpired,
     /// 429: too many requests from this owner.
@@ -45,7 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the contract's table.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::NotFound,
@@ -58,6 +60,7 @@ impl ErrorCode {
         ErrorCode::UploadIncomplete,
         ErrorCode::UploadMismatch,
         ErrorCode::ContentNotAccepted,
+        ErrorCode::RefusedByApp,
         ErrorCode::UploadExpired,
         ErrorCode::RateLimited,
         ErrorCode::StorageUnavailable,
@@ -79,6 +82,7 @@ impl ErrorCode {
             ErrorCode::UploadIncomplete => "upload_incomplete",
             ErrorCode::UploadMismatch => "upload_mismatch",
             ErrorCode::ContentNotAccepted => "content_not_accepted",
+            ErrorCode::RefusedByApp => "refused_by_app",
             ErrorCode::UploadExpired => "upload_expired",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StorageUnavailable => "storage_unavailable",
@@ -96,7 +100,7 @@ impl ErrorCode {
             ErrorCode::FileTooLarge | ErrorCode::RequestTooLarge => 413,
             ErrorCode::TypeNotAccepted => 415,
             ErrorCode::TooManyFiles | ErrorCode::InvalidState | ErrorCode::UploadIncomplete => 409,
-            ErrorCode::UploadMismatch | ErrorCode::ContentNotAccepted => 422,
+            ErrorCode::UploadMismatch | ErrorCode::ContentNotAccepted | ErrorCode::RefusedByApp => 422,
             ErrorCode::UploadExpired => 410,
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
@@ -161,6 +165,7 @@ mod tests {
             ("upload_incomplete", 409),
             ("upload_mismatch", 422),
             ("content_not_accepted", 422),
+            ("refused_by_app", 422),
             ("upload_expired", 410),
             ("rate_limited", 429),
             ("storage_unavailable", 503),

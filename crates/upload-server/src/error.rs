@@ -92,6 +92,17 @@ impl ApiError {
         ApiError::new(ErrorCode::ContentNotAccepted, message)
     }
 
+    /// 422 `refused_by_app`: the application's hook refused the file.
+    pub fn refused_by_app(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::RefusedByApp, message)
+    }
+
+    /// 503 `storage_unavailable` because something the request needs (an
+    /// application's hook, its scanner) cannot decide now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::StorageUnavailable, message)
+    }
+
     /// 410 `upload_expired`.
     pub fn upload_expired(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::UploadExpired, message)

@@ -20,6 +20,7 @@ pub mod auth;
 mod config;
 mod db;
 mod error;
+pub mod hooks;
 mod id;
 mod metrics;
 mod plan;
@@ -31,7 +32,7 @@ pub mod sweeper;
 mod time_util;
 pub mod upload_token;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 
@@ -39,6 +40,7 @@ use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
 pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
 pub use crate::db::Db;
 pub use crate::error::{ApiError, ApiResult};
+use crate::hooks::{NoHooks, UploadHooks};
 use crate::metrics::{MeteredStorage, Metrics};
 use crate::rate_limit::RateLimiter;
 pub use crate::sniff::{SniffMode, UnknownSniffMode};
@@ -83,6 +85,8 @@ struct Inner {
     upload_tokens: UploadTokens,
     /// This state's own registry, served at `/metrics`.
     metrics: Arc<Metrics>,
+    /// The application's hooks; replaceable at any time, read once per completion.
+    hooks: RwLock<Arc<dyn UploadHooks>>,
 }
 
 impl AppState {
@@ -95,7 +99,20 @@ impl AppState {
         let upload_tokens = UploadTokens::new(config.jwt_secret.as_deref().map(str::as_bytes));
         let metrics = Metrics::new();
         let storage = Arc::new(MeteredStorage::new(storage, metrics.clone()));
-        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens, metrics }) }
+        let hooks = RwLock::new(Arc::new(NoHooks) as Arc<dyn UploadHooks>);
+        AppState { inner: Arc::new(Inner { config, storage, db, auth, limiter, upload_tokens, metrics, hooks }) }
+    }
+
+    /// Runs `hooks` around recording every file from now on (see
+    /// [`hooks`]); replaces the hooks set before. Every clone of this state
+    /// shares them.
+    pub fn set_hooks(&self, hooks: Arc<dyn UploadHooks>) {
+        *self.inner.hooks.write().unwrap_or_else(std::sync::PoisonError::into_inner) = hooks;
+    }
+
+    /// The hooks in force.
+    pub(crate) fn hooks(&self) -> Arc<dyn UploadHooks> {
+        self.inner.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Connects storage and the database as the configuration says, with

@@ -50,6 +50,8 @@ pub(crate) enum FailReason {
     Mismatch,
     /// The bytes contradict the accept list (`content_not_accepted`).
     ContentNotAccepted,
+    /// The application's hook refused the file (`refused_by_app`).
+    RefusedByApp,
 }
 
 impl FailReason {
@@ -57,6 +59,7 @@ impl FailReason {
         match self {
             FailReason::Mismatch => "upload_mismatch",
             FailReason::ContentNotAccepted => "content_not_accepted",
+            FailReason::RefusedByApp => "refused_by_app",
         }
     }
 }

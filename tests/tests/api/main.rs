@@ -7,6 +7,7 @@
 mod errors;
 mod flows;
 mod hardening;
+mod hooks;
 mod hostile;
 mod metrics;
 mod names;

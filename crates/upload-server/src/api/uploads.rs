@@ -23,6 +23,7 @@ use crate::auth::Owner;
 use crate::config::Config;
 use crate::db::{FileRow, UploadRow};
 use crate::error::{ApiError, ApiResult};
+use crate::hooks::{FileCandidate, RefusalKind, UploadHooks};
 use crate::id::UploadId;
 use crate::metrics::FailReason;
 use crate::plan::StoredPlan;
@@ -366,13 +367,58 @@ pub(crate) async fn complete(
     verify(&state, &row, &info).await?;
     let detected_type = detect_type(&state, &row).await?;
     let file = file_row(&row, &info, detected_type);
+    let hooks = state.hooks();
+    ask_before_record(&state, &row, &file, hooks.as_ref()).await?;
     if !state.db().complete(&file, now_ms()).await? {
         // Someone else finished it meanwhile (a concurrent complete).
         return existing_file(&state, &owner, &row.id).await;
     }
     state.metrics().upload_completed(row.plan.kind(), info.size);
     tracing::info!(id = %row.id, owner = owner.0, size = info.size, "upload completed");
-    Ok(Json(Completed { file: file.into_record() }))
+    let record = file.into_record();
+    // On a task of its own: the answer never waits for the app's code, and
+    // its panic cannot take the request down.
+    let recorded = record.clone();
+    tokio::spawn(async move { hooks.after_record(&recorded).await });
+    Ok(Json(Completed { file: record }))
+}
+
+/// The application's `before_record`: a rejection fails the upload as a
+/// mismatch does; "cannot decide now" leaves it pending for another try.
+async fn ask_before_record(
+    state: &AppState,
+    row: &UploadRow,
+    file: &FileRow,
+    hooks: &dyn UploadHooks,
+) -> ApiResult<()> {
+    let candidate = FileCandidate {
+        id: file.id.to_string(),
+        owner: file.owner.clone(),
+        key: file.object_key.clone(),
+        name: file.name.clone(),
+        size: file.size as u64,
+        content_type: file.content_type.clone(),
+        detected_type: file.detected_type.clone(),
+        sha256: file.sha256.clone(),
+        meta: serde_json::from_str(&file.meta).unwrap_or_default(),
+        plan: row.plan.kind(),
+    };
+    let Err(refusal) = hooks.before_record(&candidate).await else {
+        return Ok(());
+    };
+    match refusal.kind() {
+        RefusalKind::Reject => {
+            fail(state, row, FailReason::RefusedByApp).await?;
+            Err(ApiError::refused_by_app(format!(
+                "{}; the upload failed and the object was deleted",
+                refusal.message()
+            )))
+        }
+        RefusalKind::Unavailable => Err(ApiError::unavailable(format!(
+            "{}; the upload is still pending: complete it again later",
+            refusal.message()
+        ))),
+    }
 }
 
 /// `{}` and an empty body mean the same: no parts.
