@@ -9,6 +9,7 @@ use upload_core::{MAX_PART_SIZE, MIN_PART_SIZE, UploadConstraints};
 
 use crate::sniff::SniffMode;
 use crate::storage::s3::S3Settings;
+use crate::webhooks::WebhookConfig;
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// When set, `GET /metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// Where events are POSTed and how they are signed; `None`: no webhooks.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Config {
@@ -128,6 +131,8 @@ pub struct ConfigBuilder {
     sweep_grace: Option<u64>,
     request_timeout: Option<u64>,
     metrics_token: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -179,6 +184,8 @@ impl ConfigBuilder {
     /// | `UPLOAD_REQUEST_TIMEOUT` | seconds an API request may take before it is answered 503 | `120` |
     /// | `UPLOAD_SWEEP_GRACE` | seconds past its window before an upload is expired | `900` |
     /// | `UPLOAD_METRICS_TOKEN` | bearer token `GET /metrics` requires | unset (open) |
+    /// | `UPLOAD_WEBHOOK_URL` | receiver of `file.completed`, `file.deleted`, `upload.failed`, `upload.expired` (Standard Webhooks) | unset (no webhooks) |
+    /// | `UPLOAD_WEBHOOK_SECRET` | `whsec_<base64 of 24 to 64 bytes>`, the signing key; required with the URL | unset |
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(ConfigBuilder {
             listen: env("UPLOAD_LISTEN"),
@@ -209,6 +216,8 @@ impl ConfigBuilder {
             sweep_grace: env_parse("UPLOAD_SWEEP_GRACE")?,
             request_timeout: env_parse("UPLOAD_REQUEST_TIMEOUT")?,
             metrics_token: env("UPLOAD_METRICS_TOKEN"),
+            webhook_url: env("UPLOAD_WEBHOOK_URL"),
+            webhook_secret: env("UPLOAD_WEBHOOK_SECRET"),
         })
     }
 
@@ -343,6 +352,12 @@ impl ConfigBuilder {
         self.metrics_token = Some(token.into());
         self
     }
+    /// Webhooks to `url`, signed with `secret` (`whsec_<base64>`).
+    pub fn webhook(mut self, url: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into());
+        self.webhook_secret = Some(secret.into());
+        self
+    }
     /// Browser package directory served at `/pkg/`.
     pub fn pkg_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.pkg_dir = Some(dir.into());
@@ -364,6 +379,7 @@ impl ConfigBuilder {
         let (static_dir, pkg_dir) = self.served_dirs();
         let request_timeout = self.request_timeout()?;
         let abort_incomplete_days = self.abort_incomplete_days()?;
+        let webhook = self.webhook_config()?;
         Ok(Config {
             listen,
             public_url,
@@ -389,7 +405,24 @@ impl ConfigBuilder {
             sweep_grace: Duration::from_secs(self.sweep_grace.unwrap_or(900)),
             request_timeout,
             metrics_token: self.metrics_token,
+            webhook,
         })
+    }
+
+    /// Both webhook variables or neither.
+    fn webhook_config(&self) -> Result<Option<WebhookConfig>, ConfigError> {
+        match (&self.webhook_url, &self.webhook_secret) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(config_error("UPLOAD_WEBHOOK_SECRET", "required with UPLOAD_WEBHOOK_URL")),
+            (None, Some(_)) => Err(config_error("UPLOAD_WEBHOOK_URL", "required with UPLOAD_WEBHOOK_SECRET")),
+            (Some(url), Some(secret)) => WebhookConfig::new(url, secret).map(Some).map_err(|e| {
+                let variable = match e {
+                    crate::webhooks::WebhookConfigError::Url(_) => "UPLOAD_WEBHOOK_URL",
+                    _ => "UPLOAD_WEBHOOK_SECRET",
+                };
+                config_error(variable, e.to_string())
+            }),
+        }
     }
 
     /// The address to bind, and the base URL browsers reach it at.
@@ -588,6 +621,8 @@ mod tests {
             (Config::builder().cors_origins(vec!["app.example".into()]), "UPLOAD_CORS_ORIGINS"),
             (Config::builder().database_url("mysql://x"), "UPLOAD_DATABASE_URL"),
             (Config::builder().request_timeout_secs(0), "UPLOAD_REQUEST_TIMEOUT"),
+            (Config::builder().webhook("https://h.example", "whsec_c2hvcnQ="), "UPLOAD_WEBHOOK_SECRET"),
+            (Config::builder().webhook("h.example", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "UPLOAD_WEBHOOK_URL"),
         ];
         for (builder, variable) in cases {
             assert_eq!(builder.build().unwrap_err().variable, variable);

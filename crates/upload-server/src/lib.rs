@@ -31,6 +31,7 @@ pub mod storage;
 pub mod sweeper;
 mod time_util;
 pub mod upload_token;
+pub mod webhooks;
 
 use std::sync::{Arc, RwLock};
 
@@ -125,6 +126,9 @@ impl AppState {
             StorageConfig::Local => Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?),
         };
         let db = Db::connect(&config.database_url).await?;
+        // Events are written (by the database's triggers) from now on when
+        // webhooks are configured; `webhooks::run` delivers them.
+        db.set_webhooks_enabled(config.webhook.is_some()).await?;
         let auth: Arc<dyn Authenticate> = match &config.jwt_secret {
             Some(secret) => {
                 let jwt = JwtIdentity::new(secret.as_bytes());

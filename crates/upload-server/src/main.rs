@@ -99,6 +99,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some((interval, grace)) = sweep {
         tokio::spawn(upload_server::sweeper::run(state.clone(), interval, grace));
     }
+    // Also with no webhook configured: it then turns event writing off.
+    tokio::spawn(upload_server::webhooks::run(state.clone()));
     tracing::info!("listening on http://{addr} (API under /api/v1)");
     println!("upload-server listening on http://{addr} (API under /api/v1)");
     if state.config().static_dir.is_some() {

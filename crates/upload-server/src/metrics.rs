@@ -104,6 +104,7 @@ impl Metrics {
             ("upload_storage_errors_total", "Storage calls that failed, by operation and kind."),
             ("upload_sweeper_runs_total", "Sweeps of abandoned uploads."),
             ("upload_sweeper_rows_total", "Uploads a sweep acted on, by outcome (expired, cleaned, cleanup_failed)."),
+            ("upload_webhook_attempts_total", "Webhook deliveries tried, by outcome (delivered, retry, gave_up)."),
         ];
         for (name, help) in counters {
             self.recorder.describe_counter(name.into(), None, SharedString::const_str(help));
@@ -122,6 +123,11 @@ impl Metrics {
             "upload_storage_call_duration_seconds".into(),
             Some(Unit::Seconds),
             "Time a storage call took, by operation.".into(),
+        );
+        self.recorder.describe_gauge(
+            "upload_webhook_outbox_undelivered".into(),
+            None,
+            "Webhook events neither delivered nor given up yet.".into(),
         );
         self.recorder.describe_gauge(
             "upload_db_writer_queue_depth".into(),
@@ -182,11 +188,19 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the gauges that are read rather than kept.
-    pub(crate) fn render(&self, writer_queue_depth: usize) -> String {
+    pub(crate) fn webhook_attempt(&self, outcome: &'static str) {
+        self.count("upload_webhook_attempts_total", vec![Label::new("outcome", outcome)], 1);
+    }
+
+    /// The text exposition, with the gauges that are read rather than kept
+    /// (the outbox only when webhooks are on).
+    pub(crate) fn render(&self, writer_queue_depth: usize, undelivered_events: Option<i64>) -> String {
         self.recorder
             .register_gauge(&Key::from_name("upload_db_writer_queue_depth"), &METADATA)
             .set(writer_queue_depth as f64);
+        if let Some(n) = undelivered_events {
+            self.recorder.register_gauge(&Key::from_name("upload_webhook_outbox_undelivered"), &METADATA).set(n as f64);
+        }
         self.handle.render()
     }
 }
@@ -235,7 +249,14 @@ pub(crate) async fn scrape(State(state): State<crate::AppState>, headers: axum::
                 .into_response();
         }
     }
-    let body = state.metrics().render(state.db().writer_queue_depth());
+    let undelivered = match state.config().webhook {
+        Some(_) => match state.db().undelivered_events().await {
+            Ok(n) => Some(n),
+            Err(e) => return crate::ApiError::internal(e).into_response(),
+        },
+        None => None,
+    };
+    let body = state.metrics().render(state.db().writer_queue_depth(), undelivered);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

@@ -15,3 +15,4 @@ mod scoped_tokens;
 mod sniff;
 mod store_enforces;
 mod sweeper;
+mod webhooks;

@@ -20,11 +20,13 @@ use upload_core::wire::UploadState;
 
 use crate::id::UploadId;
 use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
+pub(crate) use outbox::OutboxRow;
 use rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
 pub(crate) use rows::{FileRow, UploadRow};
 use writer::Inserts;
 
 mod checkpoint;
+mod outbox;
 mod rows;
 mod writer;
 
