@@ -119,23 +119,50 @@ fn body(row: &OutboxRow) -> String {
     serde_json::json!({"type": row.event, "timestamp": rfc3339(row.created_at), "data": data}).to_string()
 }
 
+/// Why a delivery pass stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The outbox could not be read or updated.
+    #[error("the webhook outbox")]
+    Database(#[from] sqlx::Error),
+    /// No HTTP client could be made (its TLS setup failed).
+    #[error("making the webhook HTTP client")]
+    Client(#[from] reqwest::Error),
+}
+
+fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().timeout(SEND_TIMEOUT).build()
+}
+
 /// Delivers every event due now, as `deliverer` (a name unique to this
 /// instance). Does nothing when no webhook is configured.
-pub async fn deliver_due(state: &AppState, deliverer: &str) -> Result<DeliveryReport, sqlx::Error> {
+pub async fn deliver_due(state: &AppState, deliverer: &str) -> Result<DeliveryReport, DeliveryError> {
+    if state.config().webhook.is_none() {
+        return Ok(DeliveryReport::default());
+    }
+    deliver_with(state, &client()?, deliverer).await
+}
+
+async fn deliver_with(
+    state: &AppState,
+    client: &reqwest::Client,
+    deliverer: &str,
+) -> Result<DeliveryReport, DeliveryError> {
     let mut report = DeliveryReport::default();
     let Some(config) = state.config().webhook.clone() else {
         return Ok(report);
     };
-    let client = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
-        .build()
-        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+    // A read first: claiming is a write, and most polls find nothing due.
+    if !state.db().events_due(now_ms()).await? {
+        return Ok(report);
+    }
     loop {
         let now = now_ms();
         let rows = state.db().claim_events(deliverer, now, now + LEASE.as_millis() as i64, BATCH).await?;
         let claimed = rows.len();
         for row in rows {
-            let outcome = send(&client, &config, &row).await;
+            let outcome = send(client, &config, &row).await;
             let now = now_ms();
             let result = match outcome {
                 Ok(()) => {
@@ -198,12 +225,19 @@ pub async fn run(state: AppState) {
         return;
     }
     let deliverer = format!("deliverer-{}", ulid::Ulid::new());
+    let client = match client() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %crate::error::Chain(&e), "webhooks will not be delivered");
+            return;
+        }
+    };
     let mut ticker = tokio::time::interval(POLL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = deliver_due(&state, &deliverer).await {
-            tracing::warn!(error = %e, "webhook delivery pass failed");
+        if let Err(e) = deliver_with(&state, &client, &deliverer).await {
+            tracing::warn!(error = %crate::error::Chain(&e), "webhook delivery pass failed");
         }
     }
 }

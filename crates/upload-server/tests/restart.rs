@@ -1,6 +1,8 @@
-//! The real binary, killed in the middle of a multipart upload and started
-//! again on the same data directory: the upload is still pending, the stored
-//! parts are listed, and the upload resumes and completes.
+//! The real binary, killed without warning and started again on the same
+//! data directory: in the middle of a multipart upload (the upload is still
+//! pending, the stored parts are listed, and it resumes and completes), and
+//! between a file's commit and its webhook's delivery (the event arrives
+//! after the restart, signed).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -49,8 +51,13 @@ impl Drop for Server {
 }
 
 async fn start(data_dir: &std::path::Path, port: u16) -> Server {
+    start_with(data_dir, port, &[]).await
+}
+
+async fn start_with(data_dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Server {
     let child = Command::new(server_binary())
         .env_clear()
+        .envs(env.iter().copied())
         .env("UPLOAD_LISTEN", format!("127.0.0.1:{port}"))
         .env("UPLOAD_DATA_DIR", data_dir)
         .env("UPLOAD_MULTIPART_THRESHOLD", (5 * MIB).to_string())
@@ -153,4 +160,98 @@ async fn a_killed_server_resumes_a_multipart_upload_after_restart() {
     let file = json(http.get(format!("{api}/files/{id}")).send().await.unwrap(), StatusCode::OK).await;
     let body = http.get(file["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(sha256_b64(&body), sha256_b64(&data));
+}
+
+/// A Standard Webhooks secret (24 bytes).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The form's fields, then the file, as a browser sends them.
+fn form_body(fields: &serde_json::Map<String, Value>, file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        let value = value.as_str().unwrap();
+        body.extend_from_slice(
+            format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n");
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--B--\r\n");
+    body
+}
+
+#[tokio::test]
+async fn a_killed_server_delivers_its_webhook_after_restart() {
+    use hmac::Mac as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, hook_port) = (free_port(), free_port());
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let hook_url = format!("http://127.0.0.1:{hook_port}/hook");
+    let env = [("UPLOAD_WEBHOOK_URL", hook_url.as_str()), ("UPLOAD_WEBHOOK_SECRET", SECRET)];
+    let http = reqwest::Client::new();
+
+    // The receiver is not up yet: the first server commits the file, its
+    // delivery fails, and it is killed before the retry.
+    let mut server = start_with(dir.path(), port, &env).await;
+    let file = b"delivered after a crash";
+    let upload = json(
+        http.post(format!("{api}/uploads"))
+            .json(&json!({"name": "a.txt", "size": file.len(), "type": "text/plain"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = upload["id"].as_str().unwrap().to_owned();
+    let form = http
+        .post(upload["upload"]["url"].as_str().unwrap())
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(form_body(upload["upload"]["fields"].as_object().unwrap(), file))
+        .send()
+        .await
+        .unwrap();
+    assert!(form.status().is_success(), "{:?}", form.text().await);
+    json(http.post(format!("{api}/uploads/{id}/complete")).json(&json!({})).send().await.unwrap(), StatusCode::OK)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sender = sender.clone();
+            async move {
+                let header = |n: &str| headers[n].to_str().unwrap().to_owned();
+                sender
+                    .send((header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"), body))
+                    .unwrap();
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", hook_port)).await.unwrap();
+    let receiving = tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    let _server = start_with(dir.path(), port, &env).await;
+
+    // The retry comes 5 s after the failed attempt.
+    let (webhook_id, timestamp, signature, body) = tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("no webhook after the restart")
+        .unwrap();
+    receiving.abort();
+    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{webhook_id}.{timestamp}.{body}").as_bytes());
+    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(signature, expected);
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "file.completed");
+    assert_eq!(event["data"]["id"], id);
+    assert_eq!(event["data"]["size"], file.len());
 }

@@ -88,6 +88,18 @@ impl Db {
         Ok(())
     }
 
+    /// Whether any event is due and unclaimed (a read, for the deliverer's polls).
+    pub(crate) async fn events_due(&self, now_ms: i64) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL \
+             AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?))",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&self.read)
+        .await
+    }
+
     /// Events neither delivered nor given up (for `/metrics`).
     pub(crate) async fn undelivered_events(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL")
