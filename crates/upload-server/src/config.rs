@@ -135,6 +135,59 @@ pub struct ConfigBuilder {
     webhook_secret: Option<String>,
 }
 
+/// One variable the server reads, as `upload-server --help` lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVariable {
+    /// Its name.
+    pub name: &'static str,
+    /// What it sets.
+    pub meaning: &'static str,
+    /// What holds when it is unset.
+    pub default: &'static str,
+}
+
+const fn var(name: &'static str, meaning: &'static str, default: &'static str) -> EnvVariable {
+    EnvVariable { name, meaning, default }
+}
+
+/// Every variable [`ConfigBuilder::from_env`] reads (and the few the
+/// libraries underneath read), in the order of docs/configuration.md; a
+/// test keeps this list, `from_env` and that page in step.
+pub const ENV_VARIABLES: &[EnvVariable] = &[
+    var("UPLOAD_LISTEN", "address to bind", "127.0.0.1:8080"),
+    var("UPLOAD_PUBLIC_URL", "base URL browsers reach this server at", "http://UPLOAD_LISTEN"),
+    var("UPLOAD_DATA_DIR", "SQLite database and local objects", "./data"),
+    var("UPLOAD_DATABASE_URL", "metadata store (sqlite://...)", "UPLOAD_DATA_DIR/uploads.db"),
+    var("UPLOAD_S3_BUCKET", "use this S3 bucket instead of local disk", "unset: local disk"),
+    var("UPLOAD_S3_ENDPOINT", "S3-compatible endpoint", "AWS"),
+    var("UPLOAD_S3_REGION", "region (AWS_REGION also works)", "us-east-1"),
+    var("UPLOAD_S3_FORCE_PATH_STYLE", "path-style addressing", "false"),
+    var("AWS_ACCESS_KEY_ID", "S3 credentials, with AWS_SECRET_ACCESS_KEY (the whole AWS chain works)", "the AWS chain"),
+    var("UPLOAD_JWT_SECRET", "HS256 secret, 32+ bytes; required unless loopback-only or dev mode", "unset"),
+    var("UPLOAD_JWT_AUDIENCE", "tokens must carry this aud", "unset: aud not checked"),
+    var("UPLOAD_DEV_MODE", "true: development identity on any address", "false"),
+    var("UPLOAD_MAX_FILE_SIZE", "bytes", "104857600"),
+    var("UPLOAD_MAX_FILES", "pending uploads per owner", "10"),
+    var("UPLOAD_ACCEPT", "comma-separated accept list (.pdf, image/*, text/plain)", "empty: all"),
+    var("UPLOAD_SNIFF", "off | record | enforce: detect the type from the first 8 KiB at completion", "enforce"),
+    var("UPLOAD_URL_TTL", "seconds a signed URL lives (1 to 604800)", "3600"),
+    var("UPLOAD_MULTIPART_THRESHOLD", "bytes from which uploads are multipart", "67108864"),
+    var("UPLOAD_PART_SIZE", "bytes (5 MiB to 5 GiB)", "8388608"),
+    var("UPLOAD_MULTIPART_WINDOW", "seconds a multipart upload may stay pending", "86400"),
+    var("UPLOAD_CORS_ORIGINS", "comma-separated origins allowed to call the API", "same origin only"),
+    var("UPLOAD_RATE_LIMIT", "API requests per second per owner, 0 = off", "50"),
+    var("UPLOAD_STATIC_DIR", "directory served at /", "www if it has an index.html"),
+    var("UPLOAD_PKG_DIR", "browser package served at /pkg/", "crates/upload-wasm/pkg if built"),
+    var("UPLOAD_ABORT_INCOMPLETE_DAYS", "lifecycle rule of bucket setup", "2"),
+    var("UPLOAD_SWEEP_INTERVAL", "seconds between sweeps of abandoned uploads, 0 = off", "300"),
+    var("UPLOAD_REQUEST_TIMEOUT", "seconds an API request may take before 503", "120"),
+    var("UPLOAD_SWEEP_GRACE", "seconds past its window before an upload is expired", "900"),
+    var("UPLOAD_METRICS_TOKEN", "bearer token GET /metrics requires", "unset: open"),
+    var("UPLOAD_WEBHOOK_URL", "receiver of file.* and upload.* events", "unset: no webhooks"),
+    var("UPLOAD_WEBHOOK_SECRET", "whsec_<base64>, the webhook signing key", "unset"),
+    var("RUST_LOG", "log filter", "info"),
+];
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -607,6 +660,35 @@ mod tests {
         assert_eq!(config.part_size, 8_388_608);
         assert!(matches!(config.storage, StorageConfig::Local));
         assert_eq!(config.sniff, SniffMode::Enforce);
+    }
+
+    /// The list `--help` prints, what `from_env` reads and
+    /// docs/configuration.md name the same variables.
+    #[test]
+    fn every_variable_is_listed_and_documented() {
+        let source = include_str!("config.rs");
+        let from_env = &source[source.find("pub fn from_env").unwrap()..];
+        let from_env = &from_env[..from_env.find("\n    }\n").unwrap()];
+        let read: std::collections::BTreeSet<&str> =
+            from_env.split('"').filter(|s| s.starts_with("UPLOAD_") || s.starts_with("AWS_")).collect();
+        assert!(read.len() > 25, "{read:?}");
+        let listed: std::collections::BTreeSet<&str> = ENV_VARIABLES.iter().map(|v| v.name).collect();
+        for name in &read {
+            assert!(listed.contains(name) || *name == "AWS_REGION", "{name} is read but not in ENV_VARIABLES");
+        }
+        let docs = include_str!("../../../docs/configuration.md");
+        for v in ENV_VARIABLES {
+            assert!(
+                v.name == "RUST_LOG" || v.name.starts_with("AWS_") || read.contains(v.name),
+                "{} is listed but not read",
+                v.name
+            );
+            assert!(
+                docs.contains(&format!("| {} ", v.name)) || docs.contains(&format!("| {},", v.name)),
+                "{} is not in docs/configuration.md",
+                v.name
+            );
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 
 use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
-pub use crate::config::{Config, ConfigBuilder, ConfigError, StorageConfig};
+pub use crate::config::{Config, ConfigBuilder, ConfigError, ENV_VARIABLES, EnvVariable, StorageConfig};
 pub use crate::db::Db;
 pub use crate::error::{ApiError, ApiResult};
 use crate::hooks::{NoHooks, UploadHooks};

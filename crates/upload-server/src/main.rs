@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use upload_server::serve::ServeLimits;
 use upload_server::storage::s3::S3Storage;
@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     /// Serve the API and the upload page (the default).
     Serve,
+    /// Verify the configuration, the database and the object store (for S3:
+    /// credentials, the bucket, its CORS and lifecycle rules) and say what is
+    /// wrong; exits 1 if anything is.
+    Check,
     /// Bucket administration (S3 backends).
     Bucket {
         #[command(subcommand)]
@@ -51,13 +55,24 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")))
         .init();
-    match run(Cli::parse()).await {
+    match run(parse_cli()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with every variable and its default after the help.
+fn parse_cli() -> Cli {
+    let width = upload_server::ENV_VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut table = String::from("Environment (unset or empty keeps the default):\n");
+    for v in upload_server::ENV_VARIABLES {
+        table.push_str(&format!("  {:width$}  {} [default: {}]\n", v.name, v.meaning, v.default));
+    }
+    let matches = Cli::command().after_help(table).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The error and its causes, `: `-separated, each once: a storage error
@@ -84,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Bucket { action } => bucket(config, action).await,
+        Command::Check => Ok(check(config).await),
     }
 }
 
@@ -154,6 +170,94 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}
+
+/// Each check prints `ok: ...` or `problem: ...`; every check runs, so one
+/// run says everything that is wrong.
+async fn check(config: Config) -> ExitCode {
+    let mut problems = 0;
+    let mut report = |result: Result<String, String>| match result {
+        Ok(what) => println!("ok: {what}"),
+        Err(what) => {
+            problems += 1;
+            println!("problem: {what}");
+        }
+    };
+    let identity = match (&config.jwt_secret, config.dev_mode) {
+        (Some(_), _) => "JWT bearer tokens",
+        (None, true) => "development identity (UPLOAD_DEV_MODE=true): everybody is one owner",
+        (None, false) => "development identity on loopback only",
+    };
+    report(Ok(format!(
+        "configuration: listening on {}, public URL {}, identity: {identity}, webhooks: {}",
+        config.listen,
+        config.public_url,
+        config.webhook.as_ref().map_or("off".to_owned(), |w| format!("to {}", w.url))
+    )));
+    report(
+        std::fs::create_dir_all(&config.data_dir)
+            .map(|()| format!("data directory {}", config.data_dir.display()))
+            .map_err(|e| format!("the data directory {} cannot be created: {e}", config.data_dir.display())),
+    );
+    let database = match upload_server::Db::connect(&config.database_url).await {
+        Ok(db) => {
+            db.ping().await.map(|()| format!("database {} opens, is migrated and takes writes", config.database_url))
+        }
+        Err(e) => Err(e),
+    };
+    report(database.map_err(|e| format!("the database {} cannot be used: {}", config.database_url, causes(&e.into()))));
+    match &config.storage {
+        StorageConfig::Local => {
+            let root = config.data_dir.join("storage");
+            report(
+                upload_server::storage::local::LocalStorage::open(&root, &config.public_url)
+                    .map(|_| format!("object store: local disk under {}", root.display()))
+                    .map_err(|e| format!("the local object store under {} cannot be opened: {e}", root.display())),
+            );
+        }
+        StorageConfig::S3(settings) => match S3Storage::connect(settings.clone()).await {
+            Err(e) => report(Err(format!("cannot use S3: {e}"))),
+            Ok(storage) => {
+                // A key that does not exist: "not found" proves the
+                // credentials and the bucket; anything else says why not.
+                let probe = format!("upload-server-check/{}", ulid::Ulid::new());
+                use upload_server::storage::Storage as _;
+                let reachable = storage.head(&probe).await;
+                report(
+                    reachable
+                        .as_ref()
+                        .map(|_| format!("bucket {}: reachable with these credentials", storage.bucket()))
+                        .map_err(|e| {
+                            format!(
+                                "bucket {} cannot be read with these credentials (or does not exist): {e}",
+                                storage.bucket()
+                            )
+                        }),
+                );
+                if reachable.is_ok() {
+                    let mut origins = config.cors_origins.clone();
+                    if origins.is_empty() {
+                        origins.push(config.public_url.clone());
+                    }
+                    match storage.check_bucket(&origins, config.abort_incomplete_days).await {
+                        Ok(missing) if missing.is_empty() => {
+                            report(Ok(format!("bucket {}: CORS and lifecycle rules in place", storage.bucket())))
+                        }
+                        Ok(missing) => {
+                            for gap in missing {
+                                report(Err(format!(
+                                    "bucket {}: missing {gap} (`upload-server bucket setup` applies it)",
+                                    storage.bucket()
+                                )));
+                            }
+                        }
+                        Err(e) => report(Err(format!("bucket {}: its rules cannot be read: {e}", storage.bucket()))),
+                    }
+                }
+            }
+        },
+    }
+    if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 async fn bucket(config: Config, action: BucketAction) -> anyhow::Result<ExitCode> {

@@ -261,7 +261,7 @@ impl Db {
 
     /// Checks the database answers, readers and the writer: a health check
     /// that only read would stay green while no write can succeed.
-    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
         if self.inserts.is_closed() {
             return Err(sqlx::Error::Protocol("the writer task has stopped".to_owned()));
         }
