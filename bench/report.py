@@ -115,6 +115,8 @@ def server_section(out_dir, name="server.json", peers_only=False):
         "256 connections run in 3 rounds (a fresh server each); the row is the median round, and the rounds",
         "are listed below the table.",
         "",
+    ]
+    lines += [
         "| server | measure | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU us/req | wrk CPU us/req | server context switches/req | server RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
