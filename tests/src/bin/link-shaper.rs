@@ -370,10 +370,10 @@ async fn pump(
                     stats.unframed_connections.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if let Some(wait) = slot.depart.checked_sub(shared.queue) {
-                if wait > shared.now() {
-                    tokio::time::sleep_until(epoch + wait).await;
-                }
+            if let Some(wait) = slot.depart.checked_sub(shared.queue)
+                && wait > shared.now()
+            {
+                tokio::time::sleep_until(epoch + wait).await;
             }
         }
     };
