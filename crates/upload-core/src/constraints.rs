@@ -15,6 +15,7 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// What an owner may upload. Sent to the browser by `GET /config`, checked by
 /// both ends with [`UploadConstraints::check`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadConstraints {
     /// Largest accepted file, in bytes.
     pub max_file_size: u64,

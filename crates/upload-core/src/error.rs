@@ -135,6 +135,23 @@ impl<'de> serde::Deserialize<'de> for ErrorCode {
     }
 }
 
+/// The schema of a code: a string, one of [`ErrorCode::ALL`]'s names, so
+/// the OpenAPI document lists exactly the codes this version sends.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Stable error code; its HTTP status never changes (docs/api.md, Errors)."))
+            .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,11 @@
 //!
 //! Timestamps are RFC 3339 strings in UTC (`2026-11-22T12:00:00Z`), so this
 //! crate needs no date library. Maps are `BTreeMap`s so that output is stable.
+//!
+//! With the `openapi` feature (the server's, never the browser client's) each
+//! type derives utoipa's `ToSchema` for `GET /api/v1/openapi.json`. A field
+//! the server always sends is `required` there even where serde reads it as
+//! optional (so that an older server's answer still reads).
 
 use std::collections::BTreeMap;
 
@@ -20,6 +25,7 @@ pub const MAX_PARTS_PER_SIGN_REQUEST: usize = 100;
 
 /// `GET /config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientConfig {
     /// What may be uploaded.
     pub constraints: UploadConstraints,
@@ -31,6 +37,7 @@ pub struct ClientConfig {
 
 /// `POST /uploads`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUpload {
     /// The file's name as the user has it; sanitised by the server.
     pub name: String,
@@ -58,6 +65,7 @@ pub struct CreateUpload {
 
 /// How the browser sends the bytes; chosen by the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "uploader")]
 pub enum UploadPlan {
     /// One multipart/form-data POST: every field, then the file as `file`.
@@ -115,6 +123,7 @@ impl UploadPlan {
 /// browser package's uploader that sends it (LiveView and pyview pick the
 /// uploader by an entry's top-level `meta.uploader`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UploaderKind {
     /// One form POST.
     S3,
@@ -181,12 +190,14 @@ impl UploaderKind {
 /// entry's `meta`): it names its uploader at the top level and carries an
 /// upload-scoped `token` in place of the user's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedUpload {
     /// The package's uploader for this plan (the same as `upload.uploader`).
     /// This and the other additions below are optional on reading only so
     /// that answers of servers before them still read; this server always
     /// sends them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = UploaderKind))]
     pub uploader: Option<UploaderKind>,
     /// Upload id; the file id once completed.
     pub id: String,
@@ -200,17 +211,21 @@ pub struct CreatedUpload {
     pub complete_url: String,
     /// Absolute base URL of this API (`.../api/v1`), for a browser on another origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub endpoint: Option<String>,
     /// Bearer token for this upload's part URLs, status, complete and abort only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub token: Option<String>,
     /// When `token` stops working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub token_expires_at: Option<String>,
 }
 
 /// `POST /uploads/{id}/parts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignParts {
     /// 1-based part numbers, at most 100.
     pub part_numbers: Vec<u32>,
@@ -221,6 +236,7 @@ pub struct SignParts {
 
 /// One signed request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedPart {
     /// 1-based part number.
     pub part_number: u32,
@@ -236,6 +252,7 @@ pub struct SignedPart {
 
 /// Answer to `POST /uploads/{id}/parts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedParts {
     /// One per part number asked for, in the same order.
     pub parts: Vec<SignedPart>,
@@ -243,6 +260,7 @@ pub struct SignedParts {
 
 /// Lifecycle of an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum UploadState {
     /// Signed; bytes may be on their way.
@@ -290,6 +308,7 @@ impl std::str::FromStr for UploadState {
 
 /// A part the store already holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredPart {
     /// 1-based part number.
     pub part_number: u32,
@@ -304,6 +323,7 @@ pub struct StoredPart {
 
 /// `GET /uploads/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadStatus {
     /// Upload id.
     pub id: String,
@@ -323,6 +343,7 @@ pub struct UploadStatus {
     /// How to send the bytes (freshly signed while pending).
     pub upload: UploadPlan,
     /// Whether every part must be signed with its SHA-256 (see [`CreateUpload::part_checksums`]).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub part_checksums: bool,
     /// Parts already stored (multipart only).
@@ -331,6 +352,7 @@ pub struct UploadStatus {
 
 /// A part as given to `/complete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompletedPart {
     /// 1-based part number.
     pub part_number: u32,
@@ -340,6 +362,7 @@ pub struct CompletedPart {
 
 /// `POST /uploads/{id}/complete`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteUpload {
     /// The parts, for `S3Multipart`; absent for the other plans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +371,7 @@ pub struct CompleteUpload {
 
 /// A stored file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileRecord {
     /// File id (the id of the upload that made it).
     pub id: String,
@@ -361,10 +385,12 @@ pub struct FileRecord {
     /// Object key.
     pub key: String,
     /// Base64 SHA-256 of the whole file, when known.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub sha256: Option<String>,
     /// The type the server saw in the file's first bytes, when it knows the
     /// format (`null` for formats without a signature, such as plain text,
     /// and when sniffing is off). Absent from older servers' answers.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub detected_type: Option<String>,
     /// Application data given at creation.
@@ -377,6 +403,7 @@ pub struct FileRecord {
 
 /// 200 answer to `/complete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Completed {
     /// The recorded file.
     pub file: FileRecord,
@@ -384,6 +411,7 @@ pub struct Completed {
 
 /// `GET /files/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDownload {
     /// The file.
     #[serde(flatten)]
@@ -396,15 +424,18 @@ pub struct FileDownload {
 
 /// `GET /files`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileList {
     /// Newest first.
     pub files: Vec<FileRecord>,
     /// Pass as `cursor` for the next page; `null` on the last.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 
 /// Every non-2xx body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -412,6 +443,7 @@ pub struct ErrorBody {
 
 /// The error inside [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable code.
     pub code: ErrorCode,
