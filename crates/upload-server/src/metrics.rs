@@ -238,6 +238,16 @@ pub(crate) async fn track_requests(State(metrics): State<Arc<Metrics>>, request:
 
 /// `GET /metrics`; with `UPLOAD_METRICS_TOKEN` set, only for
 /// `Authorization: Bearer <token>`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format (docs/api.md, Metrics).", content_type = "text/plain", body = String),
+        (status = 401, description = "UPLOAD_METRICS_TOKEN is set and was not given (`unauthorized`).", body = upload_core::wire::ErrorBody),
+    ),
+)]
 pub(crate) async fn scrape(State(state): State<crate::AppState>, headers: axum::http::HeaderMap) -> Response {
     if let Some(expected) = &state.config().metrics_token {
         let given = headers

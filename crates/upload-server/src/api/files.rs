@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use upload_core::key::content_disposition;
-use upload_core::wire::{FileDownload, FileList};
+use upload_core::wire::{ErrorBody, FileDownload, FileList};
 
 use super::{PathId, parse_id};
 use crate::AppState;
@@ -17,12 +17,27 @@ use crate::time_util::{now_ms, rfc3339};
 /// Most files one page holds.
 pub(crate) const MAX_PAGE: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Files per page, 1 to 100; 50 when absent.
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// The owner's files, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files",
+    tag = "files",
+    security(("user_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of files.", body = FileList),
+        (status = 400, description = "`limit` outside 1..=100, or a cursor this server did not give out (`invalid_request`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     owner: Owner,
@@ -53,6 +68,18 @@ fn parse_cursor(cursor: &str) -> ApiResult<(i64, &str)> {
         .ok_or_else(|| ApiError::invalid("cursor is not one this server gave out"))
 }
 
+/// A file, with a presigned download URL.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files/{id}",
+    tag = "files",
+    security(("user_token" = [])),
+    params(("id" = String, Path, description = "The file id (the id of the upload that made it)")),
+    responses(
+        (status = 200, description = "The file and its download URL.", body = FileDownload),
+        (status = 404, description = "No such file for this owner (`not_found`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     owner: Owner,
@@ -69,6 +96,18 @@ pub(crate) async fn get(
     }))
 }
 
+/// Deletes a file: its object first, then its record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/files/{id}",
+    tag = "files",
+    security(("user_token" = [])),
+    params(("id" = String, Path, description = "The file id (the id of the upload that made it)")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such file for this owner (`not_found`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn delete(State(state): State<AppState>, owner: Owner, PathId(id): PathId) -> ApiResult<StatusCode> {
     let id = parse_id(&id, "file")?;
     let row = state.db().file(&owner.0, &id).await?.ok_or_else(|| ApiError::not_found("file"))?;

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::id::UploadId;
 
 mod files;
+mod openapi;
 mod uploads;
 
 /// Largest API request body. The biggest legitimate one, a `/complete` with
@@ -24,8 +25,10 @@ pub(crate) const MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// The API, `/healthz`, and `storage`, the object store's own routes when it
 /// has some, merged beside them.
 pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
+    let document = openapi::Document::new(&state.config().public_url);
     let api = Router::new()
         .route("/config", get(client_config))
+        .route("/openapi.json", get(move || openapi::document(document.clone())))
         .route("/uploads", post(uploads::create))
         .route("/uploads/{id}", get(uploads::status).delete(uploads::abort))
         .route("/uploads/{id}/parts", post(uploads::sign_parts))
@@ -85,6 +88,13 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(3600))
 }
 
+/// What may be uploaded, and how big parts are.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config",
+    tag = "uploads",
+    responses((status = 200, description = "The constraints and the multipart sizes; no token needed.", body = ClientConfig)),
+)]
 async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
     let config = state.config();
     Json(ClientConfig {
@@ -94,6 +104,13 @@ async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
     })
 }
 
+/// Whether the database answers reads and its writer can take the lock.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
+)]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.db().ping().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use time::OffsetDateTime;
 use upload_core::key::{KeyDate, object_key, sanitize_filename};
 use upload_core::wire::{
-    CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, MAX_PARTS_PER_SIGN_REQUEST, SignParts,
-    SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, UploaderKind, check_meta,
+    CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, ErrorBody, MAX_PARTS_PER_SIGN_REQUEST,
+    SignParts, SignedPart, SignedParts, StoredPart, UploadPlan, UploadState, UploadStatus, UploaderKind, check_meta,
     is_base64_sha256,
 };
 use upload_core::{PartPlan, plan_parts};
@@ -32,6 +32,21 @@ use crate::storage::{ObjectInfo, PartTarget, PostTarget, StorageError};
 use crate::time_util::{datetime, now_ms, rfc3339};
 use crate::upload_token::UploadAccess;
 
+/// Declares a file; answers how to send its bytes straight to the store.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    tag = "uploads",
+    security(("user_token" = [])),
+    request_body = CreateUpload,
+    responses(
+        (status = 201, description = "Signed: the plan, and a token for this upload alone.", body = CreatedUpload),
+        (status = 400, description = "Malformed JSON or a bad value: size 0, a bad type, name, checksum or `meta`, a plan the store cannot offer (`invalid_request`).", body = ErrorBody),
+        (status = 409, description = "The owner already has `max_files` pending uploads (`too_many_files`).", body = ErrorBody),
+        (status = 413, description = "Declared size over `max_file_size` (`file_too_large`), or the request body over 1 MiB (`request_too_large`).", body = ErrorBody),
+        (status = 415, description = "Type or extension not in `accept` (`type_not_accepted`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     owner: Owner,
@@ -229,6 +244,23 @@ fn expired_error(row: &UploadRow) -> ApiError {
     ApiError::upload_expired(format!("the upload's signing window closed at {}", rfc3339(row.expires_at)))
 }
 
+/// Part URLs of a pending multipart upload, signed now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}/parts",
+    tag = "uploads",
+    security(("user_token" = []), ("upload_token" = [])),
+    params(("id" = String, Path, description = "The upload id (a ULID)")),
+    request_body = SignParts,
+    responses(
+        (status = 200, description = "One signed PUT per part number asked for, in order.", body = SignedParts),
+        (status = 400, description = "Malformed JSON, a part number out of range or asked twice, a missing or bad checksum (`invalid_request`).", body = ErrorBody),
+        (status = 404, description = "No such upload for this owner or token (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The upload is not pending, or not S3Multipart (`invalid_state`).", body = ErrorBody),
+        (status = 410, description = "The upload's window has closed (`upload_expired`).", body = ErrorBody),
+        (status = 413, description = "The request body is over 1 MiB (`request_too_large`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn sign_parts(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
@@ -310,6 +342,18 @@ fn part_url_ttl(config: &Config, row: &UploadRow, now: i64) -> ApiResult<Duratio
     Ok(ttl)
 }
 
+/// An upload's state, its plan (freshly signed while pending) and the parts the store holds.
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    security(("user_token" = []), ("upload_token" = [])),
+    params(("id" = String, Path, description = "The upload id (a ULID)")),
+    responses(
+        (status = 200, description = "The upload.", body = UploadStatus),
+        (status = 404, description = "No such upload for this owner or token (`not_found`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn status(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
@@ -351,6 +395,24 @@ async fn stored_parts(state: &AppState, row: &UploadRow, upload_id: &str) -> Api
     }
 }
 
+/// Checks what the store holds against the declaration and records the file.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}/complete",
+    tag = "uploads",
+    security(("user_token" = []), ("upload_token" = [])),
+    params(("id" = String, Path, description = "The upload id (a ULID)")),
+    request_body(content = CompleteUpload, description = "`{}` or no body at all for S3 and Chunked; every part for S3Multipart."),
+    responses(
+        (status = 200, description = "The recorded file (the same one again on a completed upload).", body = Completed),
+        (status = 400, description = "Malformed JSON, or parts missing or listed twice (`invalid_request`).", body = ErrorBody),
+        (status = 404, description = "No such upload for this owner or token (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The object or a part is not in the store, or an ETag differs (`upload_incomplete`); the upload is not pending or `parts` does not fit its plan (`invalid_state`).", body = ErrorBody),
+        (status = 410, description = "The window closed with nothing stored (`upload_expired`).", body = ErrorBody),
+        (status = 413, description = "The request body is over 1 MiB (`request_too_large`).", body = ErrorBody),
+        (status = 422, description = "The store holds something else than declared (`upload_mismatch`), bytes the accept list refuses (`content_not_accepted`), or the application refused it (`refused_by_app`); the object is deleted, the upload `failed`.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
@@ -636,6 +698,19 @@ async fn fail(state: &AppState, row: &UploadRow, reason: FailReason) -> ApiResul
     Ok(())
 }
 
+/// Cancels an upload and removes what the store holds of it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    security(("user_token" = []), ("upload_token" = [])),
+    params(("id" = String, Path, description = "The upload id (a ULID)")),
+    responses(
+        (status = 204, description = "Aborted (or already aborted, failed or expired)."),
+        (status = 404, description = "No such upload for this owner or token (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The upload is completed: delete the file instead (`invalid_state`).", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn abort(
     State(state): State<AppState>,
     UploadAccess(owner): UploadAccess,
