@@ -11,6 +11,7 @@ mod hooks;
 mod hostile;
 mod metrics;
 mod names;
+mod openapi;
 mod scoped_tokens;
 mod sniff;
 mod store_enforces;
