@@ -64,7 +64,12 @@ pub struct CreateUpload {
 }
 
 /// How the browser sends the bytes; chosen by the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Tagged by `uploader` (internally tagged). Read by hand ([`Deserialize`]
+/// below) rather than derived: serde's derive for an internally tagged enum
+/// buffers the whole object in its private `Content` first, which costs the
+/// browser client's .wasm several KB; the JSON is the same either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "uploader")]
 pub enum UploadPlan {
@@ -101,6 +106,59 @@ pub enum UploadPlan {
         /// Headers to send with every chunk.
         headers: BTreeMap<String, String>,
     },
+}
+
+/// Every field of every plan, as the object reads in one pass; the tag then
+/// says which fields the plan needs (others are ignored, as the derived
+/// reader ignores unknown fields).
+#[derive(Deserialize)]
+struct AnyPlan {
+    uploader: UploaderKind,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    fields: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    upload_id: Option<String>,
+    #[serde(default)]
+    part_size: Option<u64>,
+    #[serde(default)]
+    part_count: Option<u32>,
+    #[serde(default)]
+    part_checksums: bool,
+    #[serde(default)]
+    chunk_size: Option<u64>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for UploadPlan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        fn need<T, E: serde::de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+            value.ok_or_else(|| E::missing_field(field))
+        }
+        let p = AnyPlan::deserialize(deserializer)?;
+        Ok(match p.uploader {
+            UploaderKind::S3 => UploadPlan::S3 {
+                method: need(p.method, "method")?,
+                url: need(p.url, "url")?,
+                fields: need(p.fields, "fields")?,
+            },
+            UploaderKind::S3Multipart => UploadPlan::S3Multipart {
+                upload_id: need(p.upload_id, "upload_id")?,
+                part_size: need(p.part_size, "part_size")?,
+                part_count: need(p.part_count, "part_count")?,
+                part_checksums: p.part_checksums,
+            },
+            UploaderKind::Chunked => UploadPlan::Chunked {
+                url: need(p.url, "url")?,
+                chunk_size: need(p.chunk_size, "chunk_size")?,
+                headers: need(p.headers, "headers")?,
+            },
+        })
+    }
 }
 
 impl UploadPlan {
@@ -518,6 +576,36 @@ mod tests {
         let json = serde_json::to_value(&checked).unwrap();
         assert_eq!(json["part_checksums"], true);
         assert_eq!(serde_json::from_value::<UploadPlan>(json).unwrap(), checked);
+    }
+
+    #[test]
+    fn plans_read_by_their_tag_only() {
+        let s3: UploadPlan = serde_json::from_str(
+            r#"{"url": "http://s", "fields": {"key": "k"}, "uploader": "S3", "method": "POST", "extra": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s3,
+            UploadPlan::S3 {
+                method: "POST".into(),
+                url: "http://s".into(),
+                fields: BTreeMap::from([("key".into(), "k".into())])
+            }
+        );
+        let chunked: UploadPlan =
+            serde_json::from_str(r#"{"uploader": "Chunked", "url": "u", "chunk_size": 7, "headers": {}}"#).unwrap();
+        assert_eq!(chunked, UploadPlan::Chunked { url: "u".into(), chunk_size: 7, headers: BTreeMap::new() });
+        for bad in [
+            r#"{"url": "http://s", "fields": {}, "method": "POST"}"#,
+            r#"{"uploader": "S3", "url": "http://s", "fields": {}}"#,
+            r#"{"uploader": "S3Multipart", "upload_id": "u", "part_size": 5}"#,
+            r#"{"uploader": "Chunked", "url": "u", "chunk_size": 7}"#,
+            r#"{"uploader": "s3", "method": "POST", "url": "http://s", "fields": {}}"#,
+            r#"{"uploader": "S3Multipart", "upload_id": "u", "part_size": -5, "part_count": 1}"#,
+            r#"["S3"]"#,
+        ] {
+            assert!(serde_json::from_str::<UploadPlan>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
