@@ -215,13 +215,16 @@ pub(crate) fn resolve_url(endpoint: &str, path: &str) -> String {
         return path.into();
     }
     // `scheme://host` and the endpoint's own path after it.
+    // With `get` and `strip_prefix`, not indexing: a slice out of bounds
+    // would link `core::fmt`'s message for it (and `char`'s `Debug`).
     if let Some(scheme_end) = find(endpoint, "://") {
         let host_from = scheme_end + 3;
-        if let Some(slash) = endpoint[host_from..].bytes().position(|b| b == b'/') {
-            let (origin, own_path) = endpoint.split_at(host_from + slash);
-            if path.starts_with(own_path) && path[own_path.len()..].starts_with('/') {
-                return cat(&[origin, path]);
-            }
+        let slash = endpoint.as_bytes().get(host_from..).and_then(|rest| rest.iter().position(|b| *b == b'/'));
+        if let Some(at) = slash.map(|slash| host_from + slash)
+            && let (Some(origin), Some(own_path)) = (endpoint.get(..at), endpoint.get(at..))
+            && path.strip_prefix(own_path).is_some_and(|rest| rest.starts_with('/'))
+        {
+            return cat(&[origin, path]);
         }
     }
     cat(&[endpoint, path])
