@@ -11,8 +11,8 @@ use gloo_net::http::Method;
 use js_sys::{Array, Promise};
 use upload_core::ErrorCode;
 use upload_core::wire::{
-    ClientConfig, CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, FileRecord, SignParts,
-    SignedParts, StoredPart, UploadPlan, UploaderKind,
+    ClientConfig, CompleteUpload, Completed, CompletedPart, CreateUpload, CreatedUpload, SignParts, SignedParts,
+    StoredPart, UploadPlan, UploaderKind,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -299,20 +299,21 @@ async fn run_inner(
     forget(client, resume_key).await;
     t.finish();
     t.emit_final().await;
-    Ok(to_js(&file))
+    Ok(file)
 }
 
 /// Sends the bytes of an upload already created (`started`: the answer of
 /// `POST /uploads`, or of `GET /uploads/{id}` for one found again) by its
 /// plan, goes on from what the store holds after a pause, and completes it:
-/// the File record. The seam for uploaders whose upload is created elsewhere
+/// the File record (the answer's own JSON, once read as upload-core's
+/// `Completed`: not written out again from the wire type). The seam for uploaders whose upload is created elsewhere
 /// (a framework's server, say); progress goes to the task's sink.
 pub(crate) async fn deliver(
     t: &Rc<Task>,
     client: &Rc<Client>,
     started: Started,
     module: Option<HashModule>,
-) -> Result<FileRecord, Fail> {
+) -> Result<JsValue, Fail> {
     let Started { id, complete_url, mut plan, parts, .. } = started;
     *t.id.borrow_mut() = Some(id.clone());
     t.checkpoint().await?;
@@ -349,7 +350,8 @@ pub(crate) async fn deliver(
         complete.parts = Some(completed(&etags.borrow())?);
     }
     let answer = client.call(Method::POST, &complete_url, Some(&to_js(&complete))).await?;
-    Ok(from_js::<Completed>(answer, "File record")?.file)
+    from_js::<Completed>(answer.clone(), "File record")?;
+    Ok(crate::get(&answer, "file"))
 }
 
 /// Records the parts the server says are stored.
