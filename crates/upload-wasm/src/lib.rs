@@ -7,8 +7,9 @@
 //!
 //! All of it is Rust: API calls with gloo-net, answers read into
 //! upload-core's wire types with serde ([`api`]); the store's requests with
-//! web-sys's `XMLHttpRequest` and `FormData` ([`task`]); the flows, pause,
-//! resume, cancel and retries ([`upload`]); the decisions ([`policy`]);
+//! web-sys's `XMLHttpRequest` and `FormData` ([`task`]); an upload up to
+//! its creation ([`upload`]), then one explicit state machine per upload for
+//! the bytes, retries, pause, resume and complete ([`flow`]); the decisions ([`policy`]);
 //! timers and the shared pool of request slots ([`wait`]). The one JS snippet,
 //! `load_hash.js`, is the dynamic `import()` of the checksum module ([`hash`]).
 //!
@@ -19,6 +20,7 @@
 
 mod api;
 mod fail;
+mod flow;
 mod hash;
 mod json;
 mod liveview;

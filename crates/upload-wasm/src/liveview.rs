@@ -30,7 +30,7 @@ use crate::api::Api;
 use crate::fail::{ABORTED, Fail, NETWORK, cat};
 use crate::policy::Retry;
 use crate::task::{Shared, Sink, State, Task};
-use crate::upload::{self, Client, Started};
+use crate::upload::{Client, Started};
 use crate::wait::Pool;
 
 thread_local! {
@@ -97,7 +97,7 @@ async fn send(t: &Rc<Task>, client: &Rc<Client>, started: Started) -> Result<(),
         UploadPlan::S3Multipart { part_checksums: true, .. } => Some(crate::hash::module().await?),
         _ => None,
     };
-    upload::deliver(t, client, started, module).await.map(drop)
+    crate::flow::deliver(t, client, started, module).await.map(drop)
 }
 
 /// The upload an entry's `meta` describes, with a client for its endpoint and

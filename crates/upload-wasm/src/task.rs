@@ -4,14 +4,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, FormData, ProgressEvent, XmlHttpRequest};
 
 use crate::fail::Fail;
-use crate::policy::{Retry, Retryable, Verdict, judge};
-use crate::wait::{Pool, after, now, signal, sleep};
+use crate::policy::Retry;
+use crate::wait::{Pool, Slot, after, now, signal, sleep};
 
 /// Progress events are at most this far apart (ms).
 const INTERVAL: f64 = 50.0;
@@ -335,21 +335,22 @@ impl Task {
     // --- requests carrying bytes ----------------------------------------
 
     /// Sends one request with XMLHttpRequest (the only browser API that
-    /// reports upload progress).
-    pub(crate) async fn send(self: &Rc<Self>, request: Request<'_>) -> Sent {
+    /// reports upload progress) and calls `done` with how it ended; `slot`
+    /// (of the shared pool) is held until then. `done` may be called at once
+    /// (an interrupted task sends nothing).
+    pub(crate) fn send_then(self: &Rc<Self>, request: Request<'_>, slot: Option<Slot>, done: Box<dyn FnOnce(Sent)>) {
         let Request { key, len, method, url, headers, body } = request;
         if self.interrupted() {
-            return Sent::Abort;
+            drop(slot);
+            return done(Sent::Abort);
         }
-        let Ok(xhr) = XmlHttpRequest::new() else { return Sent::Network };
-        if xhr.open_with_async(method, url, true).is_err() {
-            return Sent::Network;
-        }
-        for (k, v) in headers {
-            if xhr.set_request_header(k, v).is_err() {
-                return Sent::Network;
-            }
-        }
+        let Some(xhr) = XmlHttpRequest::new().ok().filter(|xhr| {
+            xhr.open_with_async(method, url, true).is_ok()
+                && headers.iter().all(|(k, v)| xhr.set_request_header(k, v).is_ok())
+        }) else {
+            drop(slot);
+            return done(Sent::Network);
+        };
         let upload = xhr.upload().ok();
         let task = self.clone();
         let on_progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |e: ProgressEvent| {
@@ -360,12 +361,31 @@ impl Task {
         if let Some(upload) = &upload {
             upload.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
         }
-        let ended = Promise::new(&mut |resolve, _| {
-            xhr.set_onload(Some(&resolve));
-            xhr.set_onerror(Some(&resolve));
-            xhr.set_onabort(Some(&resolve));
-            xhr.set_ontimeout(Some(&resolve));
-        });
+        // One of load, error, abort and timeout ends every request sent.
+        let (task, x) = (self.clone(), xhr.clone());
+        let ended: Function = Closure::once_into_js(move |event: JsValue| {
+            if let Some(upload) = &upload {
+                upload.set_onprogress(None);
+            }
+            drop(on_progress);
+            let kind = Reflect::get(&event, &"type".into()).ok().and_then(|t| t.as_string());
+            let sent = match kind.as_deref() {
+                Some("load") => Sent::Answer(x.clone()),
+                Some("abort") => Sent::Abort,
+                _ => Sent::Network,
+            };
+            task.xhrs.borrow_mut().retain(|other| *other != x);
+            if !matches!(sent, Sent::Answer(_)) {
+                task.inflight.borrow_mut().retain(|(k, _)| *k != key);
+            }
+            drop(slot);
+            done(if task.interrupted() { Sent::Abort } else { sent });
+        })
+        .unchecked_into();
+        xhr.set_onload(Some(&ended));
+        xhr.set_onerror(Some(&ended));
+        xhr.set_onabort(Some(&ended));
+        xhr.set_ontimeout(Some(&ended));
         self.xhrs.borrow_mut().push(xhr.clone());
         self.set_inflight(key, 0.0);
         let started = match body {
@@ -373,63 +393,9 @@ impl Task {
             Body::Blob(blob) => xhr.send_with_opt_blob(Some(blob)),
             Body::Form(form) => xhr.send_with_opt_form_data(Some(form)),
         };
-        let sent = match started {
-            Ok(()) => {
-                let event = JsFuture::from(ended).await.unwrap_or(JsValue::UNDEFINED);
-                match Reflect::get(&event, &"type".into()).ok().and_then(|t| t.as_string()).as_deref() {
-                    Some("load") => Sent::Answer(xhr.clone()),
-                    Some("abort") => Sent::Abort,
-                    _ => Sent::Network,
-                }
-            }
-            Err(_) => Sent::Network,
-        };
-        if let Some(upload) = &upload {
-            upload.set_onprogress(None);
-        }
-        drop(on_progress);
-        self.xhrs.borrow_mut().retain(|x| *x != xhr);
-        if !matches!(sent, Sent::Answer(_)) {
-            self.inflight.borrow_mut().retain(|(k, _)| *k != key);
-        }
-        if self.interrupted() { Sent::Abort } else { sent }
-    }
-
-    /// [`Task::send`] with a slot of the shared pool held; `stop` is asked
-    /// once the slot is there (another part failed meanwhile, say).
-    pub(crate) async fn send_pooled(
-        self: &Rc<Self>,
-        request: Request<'_>,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<Sent, Fail> {
-        let _slot = self.shared.slots.take().await;
-        if stop() {
-            return Err(Fail::aborted());
-        }
-        Ok(self.send(request).await)
-    }
-
-    /// The verdict on a sent request: `Ok(Stored)`, `Ok(Refused)`, or
-    /// `Ok(Again)` once the backoff has been waited; `Err` when final or out
-    /// of tries. `attempt` counts tries.
-    pub(crate) async fn judge(&self, sent: &Sent, what: &str, ok_308: bool, attempt: u32) -> Result<Verdict, Fail> {
-        let verdict = match sent {
-            Sent::Abort => return Err(Fail::aborted()),
-            Sent::Network => judge(0, "", what, ok_308),
-            Sent::Answer(xhr) => {
-                judge(xhr.status().unwrap_or(0), &xhr.response_text().ok().flatten().unwrap_or_default(), what, ok_308)
-            }
-        };
-        match verdict {
-            Verdict::Again(fail) => match self.shared.retry.after(&fail, Retryable::Store, attempt) {
-                Some(ms) => {
-                    sleep(ms).await;
-                    Ok(Verdict::Again(fail))
-                }
-                None => Err(fail),
-            },
-            Verdict::Fatal(fail) => Err(fail),
-            other => Ok(other),
+        if started.is_err() {
+            // The request never left: end it as a failed connection.
+            let _ = ended.call1(&JsValue::NULL, &JsValue::NULL);
         }
     }
 

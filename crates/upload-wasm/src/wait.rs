@@ -21,6 +21,8 @@ extern "C" {
     fn set_timeout(f: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     pub(crate) fn now() -> f64;
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    fn queue_microtask(f: &Function);
 }
 
 /// Calls `f` after `ms` milliseconds.
@@ -44,11 +46,15 @@ pub(crate) fn signal() -> (Promise, Function) {
 }
 
 /// A first-come first-served pool of slots. A freed slot passes straight to
-/// the oldest waiter, so files that started first go first.
+/// the oldest waiter (in a microtask, not inside the code that freed it), so
+/// files that started first go first.
 pub(crate) struct Pool {
     free: Cell<usize>,
-    waiters: RefCell<VecDeque<Function>>,
+    waiters: RefCell<VecDeque<Then>>,
 }
+
+/// What a waiter does with its slot.
+pub(crate) type Then = Box<dyn FnOnce(Slot)>;
 
 /// Held while a request runs; dropping it hands the slot on.
 pub(crate) struct Slot(Rc<Pool>);
@@ -59,15 +65,28 @@ impl Pool {
     }
 
     pub(crate) async fn take(self: &Rc<Self>) -> Slot {
+        let (promise, resolve) = signal();
+        let slot = Rc::new(RefCell::new(None));
+        let given = slot.clone();
+        self.take_then(Box::new(move |s| {
+            *given.borrow_mut() = Some(s);
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }));
+        let _ = JsFuture::from(promise).await;
+        let taken = slot.borrow_mut().take();
+        taken.unwrap_or_else(|| Slot(self.clone()))
+    }
+
+    /// Calls `then` with a slot: at once when one is free, else when one is
+    /// handed over.
+    pub(crate) fn take_then(self: &Rc<Self>, then: Then) {
         if self.free.get() > 0 {
             self.free.set(self.free.get() - 1);
+            then(Slot(self.clone()));
         } else {
-            let (promise, resolve) = signal();
-            self.waiters.borrow_mut().push_back(resolve);
-            // Resolved by `Slot::drop`, which hands its slot over instead of freeing it.
-            let _ = JsFuture::from(promise).await;
+            // Called by `Slot::drop`, which hands its slot over instead of freeing it.
+            self.waiters.borrow_mut().push_back(then);
         }
-        Slot(self.clone())
     }
 }
 
@@ -75,8 +94,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let next = self.0.waiters.borrow_mut().pop_front();
         match next {
-            Some(resolve) => {
-                let _ = resolve.call0(&JsValue::UNDEFINED);
+            Some(then) => {
+                let slot = Slot(self.0.clone());
+                queue_microtask(&Closure::once_into_js(move || then(slot)).unchecked_into());
             }
             None => self.0.free.set(self.0.free.get() + 1),
         }
