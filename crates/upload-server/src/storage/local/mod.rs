@@ -66,7 +66,7 @@ pub struct LocalStorage {
     secret: Arc<[u8]>,
     /// Held while a form's object is moved into place and while a key is
     /// sealed or deleted, so a form can never write after either.
-    open_keys: Arc<Mutex<()>>,
+    sealing: Arc<Mutex<()>>,
     /// `Chunked` sessions with a chunk being written: one writer per session at a time.
     busy_sessions: Arc<Mutex<HashSet<String>>>,
 }
@@ -93,16 +93,17 @@ impl LocalStorage {
     /// browsers reach this server, and signed URLs point under it.
     pub fn open(root: impl Into<PathBuf>, public_url: &str) -> Result<Self, StorageError> {
         let root = root.into();
-        for dir in ["objects", "multipart", "chunked", "tmp", "open"] {
+        for dir in ["objects", "multipart", "chunked", "tmp", "sealed"] {
             std::fs::create_dir_all(root.join(dir)).map_err(|e| io_err("creating the storage directory", e))?;
         }
         move_chunked_sessions(&root)?;
+        seal_what_open_markers_left(&root)?;
         let secret = load_or_create_secret(&root)?;
         Ok(LocalStorage {
             root,
             base_url: format!("{}{ROUTES}", public_url.trim_end_matches('/')),
             secret: secret.into(),
-            open_keys: Arc::new(Mutex::new(())),
+            sealing: Arc::new(Mutex::new(())),
             busy_sessions: Arc::new(Mutex::new(HashSet::new())),
         })
     }
@@ -119,8 +120,8 @@ impl LocalStorage {
         self.root.join("objects").join(&hex[..2]).join(hex)
     }
 
-    fn open_marker_path(&self, hex: &str) -> PathBuf {
-        self.root.join("open").join(hex)
+    fn seal_path(&self, hex: &str) -> PathBuf {
+        self.root.join("sealed").join(hex)
     }
 
     fn object_meta_path(&self, hex: &str) -> PathBuf {
@@ -158,7 +159,7 @@ impl LocalStorage {
     /// Whether a POST form may still write `key` (see `commit_form_object`);
     /// checked before the file is streamed, and again under the lock.
     pub(crate) async fn is_open(&self, key: &str) -> bool {
-        tokio::fs::try_exists(self.open_marker_path(&Self::object_hex(key))).await.unwrap_or(false)
+        !tokio::fs::try_exists(self.seal_path(&Self::object_hex(key))).await.unwrap_or(true)
     }
 
     pub(crate) fn credentials(&self) -> (String, &'static str) {
@@ -228,23 +229,28 @@ impl LocalStorage {
     /// (its upload pending, not yet verified for completion), checked under
     /// the lock that sealing and deleting take, so a replayed form can never
     /// overwrite a recorded file or leave an object behind an aborted upload.
+    ///
+    /// A key is open until it is sealed: only a signed, unexpired form can
+    /// name it, and every key is new (it holds its upload's id), so signing a
+    /// form needs no write of its own, and a create costs the disk nothing.
+    /// Completion and deletion write the seal (see [`SEALS_KEPT`]).
     pub(crate) async fn commit_form_object(&self, temp: &Path, meta: &ObjectMeta) -> Result<(), StorageError> {
-        let marker = self.open_marker_path(&Self::object_hex(&meta.key));
-        self.commit(temp, meta, Some(marker)).await
+        let seal = self.seal_path(&Self::object_hex(&meta.key));
+        self.commit(temp, meta, Some(seal)).await
     }
 
-    async fn commit(&self, temp: &Path, meta: &ObjectMeta, open_marker: Option<PathBuf>) -> Result<(), StorageError> {
+    async fn commit(&self, temp: &Path, meta: &ObjectMeta, seal: Option<PathBuf>) -> Result<(), StorageError> {
         let hex = Self::object_hex(&meta.key);
         let (path, meta_path, meta_temp) = (self.object_path(&hex), self.object_meta_path(&hex), self.temp_path());
         let (temp, meta) =
             (temp.to_owned(), serde_json::to_vec(meta).map_err(StorageError::other("writing metadata"))?);
-        let open_keys = self.open_keys.clone();
+        let sealing = self.sealing.clone();
         blocking(move || {
             let dir = path.parent().expect("objects live in a fan-out directory");
             std::fs::create_dir_all(dir).map_err(|e| io_err("creating the object directory", e))?;
-            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(marker) = open_marker
-                && !marker.exists()
+            let _sealing = sealing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(seal) = seal
+                && seal.exists()
             {
                 return Err(StorageError::Rejected("the upload of this key is no longer pending".into()));
             }
@@ -339,25 +345,66 @@ impl LocalStorage {
 
     /// Removes temporary files older than `age`: what crashed or abandoned
     /// writes left behind. Never touches objects or parts in place.
-    async fn remove_stale_temp(&self, age: Duration) {
-        let Ok(mut entries) = tokio::fs::read_dir(self.root.join("tmp")).await else { return };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let stale = entry
-                .metadata()
-                .await
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|elapsed| elapsed > age);
-            if stale {
-                let _ = tokio::fs::remove_file(entry.path()).await;
-            }
-        }
-    }
-
     fn unix(at: OffsetDateTime) -> i64 {
         at.unix_timestamp()
     }
+}
+
+/// How long a seal is kept: longer than any form lives (`UPLOAD_URL_TTL`
+/// is at most 7 days; a day more for clocks), after which the form's own
+/// expiry refuses it.
+const SEALS_KEPT: Duration = Duration::from_secs(8 * 24 * 3600);
+
+/// Seals a key for good: no form may write it again. Durable before the
+/// completion or deletion that seals it answers.
+fn write_seal(seal: &Path) -> Result<(), StorageError> {
+    std::fs::write(seal, b"").map_err(|e| io_err("sealing the key", e))?;
+    sync_dir(seal.parent().expect("seals live in sealed/"))
+}
+
+/// Removes the files in `dir` last changed longer than `age` ago.
+async fn remove_older_than(dir: &Path, age: Duration) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let stale = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if stale {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
+}
+
+/// Earlier versions marked the keys a form might write (`open/`, written at
+/// every create) instead of sealing the ones it may not: each object of
+/// the last [`SEALS_KEPT`] without such a marker was sealed then, so it is
+/// sealed now, and the markers go. Uploads still pending keep their keys open.
+fn seal_what_open_markers_left(root: &Path) -> Result<(), StorageError> {
+    let open = root.join("open");
+    if !open.exists() {
+        return Ok(());
+    }
+    let sealed = root.join("sealed");
+    let fan_out = std::fs::read_dir(root.join("objects")).map_err(|e| io_err("listing objects", e))?;
+    for object in fan_out.flatten().flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten().flatten()) {
+        let name = object.file_name();
+        let Some(hex) = name.to_str().filter(|name| !name.ends_with(".json")) else { continue };
+        let recent = object
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < SEALS_KEPT);
+        if recent && !open.join(hex).exists() {
+            std::fs::write(sealed.join(hex), b"").map_err(|e| io_err("sealing the key", e))?;
+        }
+    }
+    sync_dir(&sealed)?;
+    std::fs::remove_dir_all(&open).map_err(|e| io_err("removing the open markers", e))
 }
 
 /// Earlier versions kept `Chunked` sessions under `multipart/`; moves any
@@ -429,12 +476,6 @@ impl Storage for LocalStorage {
             region: LOCAL_BUCKET,
         };
         let fields = sign_post_form(LOCAL_BUCKET, target, &signing, OffsetDateTime::now_utc());
-        let marker = self.open_marker_path(&Self::object_hex(target.key));
-        blocking(move || {
-            std::fs::write(&marker, b"").map_err(|e| io_err("opening the key for its form", e))?;
-            sync_dir(marker.parent().expect("markers live in open/"))
-        })
-        .await?;
         Ok(PresignedForm { url: format!("{}/form", self.base_url), fields })
     }
 
@@ -523,14 +564,14 @@ impl Storage for LocalStorage {
 
     async fn head_sealed(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
         let hex = Self::object_hex(key);
-        let (object, meta, marker) = (self.object_path(&hex), self.object_meta_path(&hex), self.open_marker_path(&hex));
-        let open_keys = self.open_keys.clone();
+        let (object, meta, seal) = (self.object_path(&hex), self.object_meta_path(&hex), self.seal_path(&hex));
+        let sealing = self.sealing.clone();
         let meta: Option<ObjectMeta> = blocking(move || {
-            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _sealing = sealing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !object.exists() {
                 return Ok(None);
             }
-            remove_if_present(&marker, "sealing the key")?;
+            write_seal(&seal)?;
             read_json_now(&meta)
         })
         .await?;
@@ -554,10 +595,12 @@ impl Storage for LocalStorage {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let hex = Self::object_hex(key);
-        let paths = [self.open_marker_path(&hex), self.object_path(&hex), self.object_meta_path(&hex)];
-        let open_keys = self.open_keys.clone();
+        let seal = self.seal_path(&hex);
+        let paths = [self.object_path(&hex), self.object_meta_path(&hex)];
+        let sealing = self.sealing.clone();
         blocking(move || {
-            let _open = open_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _sealing = sealing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            write_seal(&seal)?;
             paths.iter().try_for_each(|path| remove_if_present(path, "deleting the object"))
         })
         .await
@@ -617,10 +660,11 @@ impl Storage for LocalStorage {
         Some(Router::new().nest_service(ROUTES, http::router(self, origins)))
     }
 
-    /// Removes temporary files a day old: what crashed writes left behind
-    /// (a dropped request removes its own).
+    /// Removes temporary files a day old (what crashed writes left behind;
+    /// a dropped request removes its own) and seals no form can outlive.
     async fn housekeeping(&self) {
-        self.remove_stale_temp(Duration::from_secs(24 * 3600)).await;
+        remove_older_than(&self.root.join("tmp"), Duration::from_secs(24 * 3600)).await;
+        remove_older_than(&self.root.join("sealed"), SEALS_KEPT).await;
     }
 }
 
@@ -651,6 +695,77 @@ mod tests {
         let message = refused.err().expect("a damaged key must not be replaced").to_string();
         assert!(message.contains("signing.key"), "{message}");
         assert_eq!(std::fs::read(&key_path).unwrap(), b"short", "the damaged key was overwritten");
+    }
+
+    fn meta(key: &str) -> ObjectMeta {
+        ObjectMeta { key: key.into(), size: 2, content_type: "text/plain".into(), sha256: String::new() }
+    }
+
+    async fn post(store: &LocalStorage, key: &str) -> Result<(), StorageError> {
+        let temp = store.temp_path();
+        std::fs::write(&temp, b"hi").unwrap();
+        store.commit_form_object(&temp, &meta(key)).await
+    }
+
+    /// Signing a form writes nothing (a create costs the disk nothing); the
+    /// form writes its key until completion seals it, and never after a
+    /// deletion, however often it is replayed.
+    #[tokio::test]
+    async fn a_form_writes_until_its_key_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
+        let files_before = walkdir(dir.path());
+        let expires_at = OffsetDateTime::now_utc() + Duration::from_secs(60);
+        let target = PostTarget { key: "o/1/a.txt", content_type: "text/plain", size: 2, sha256: None, expires_at };
+        store.presign_post(&target).await.unwrap();
+        assert_eq!(walkdir(dir.path()), files_before, "signing a form wrote to the disk");
+
+        assert!(store.is_open("o/1/a.txt").await);
+        post(&store, "o/1/a.txt").await.unwrap();
+        post(&store, "o/1/a.txt").await.unwrap();
+        assert_eq!(store.head_sealed("o/1/a.txt").await.unwrap().map(|info| info.size), Some(2));
+        assert!(!store.is_open("o/1/a.txt").await);
+        assert!(matches!(post(&store, "o/1/a.txt").await, Err(StorageError::Rejected(_))));
+
+        // Sealing a key with no object yet leaves it open: the form may still come.
+        assert_eq!(store.head_sealed("o/2/b.txt").await.unwrap().map(|info| info.size), None);
+        assert!(store.is_open("o/2/b.txt").await);
+        store.delete("o/2/b.txt").await.unwrap();
+        assert!(matches!(post(&store, "o/2/b.txt").await, Err(StorageError::Rejected(_))));
+        assert_eq!(store.head("o/2/b.txt").await.unwrap().map(|info| info.size), None);
+    }
+
+    /// A store an earlier version left, with `open/` markers: what was
+    /// sealed then (an object without a marker) is sealed now, a pending key
+    /// with its object already there stays open, and `open/` goes.
+    #[tokio::test]
+    async fn open_markers_of_an_earlier_version_become_seals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
+        post(&store, "o/1/done.txt").await.unwrap();
+        post(&store, "o/1/pending.txt").await.unwrap();
+        std::fs::remove_dir_all(dir.path().join("sealed")).unwrap();
+        std::fs::create_dir(dir.path().join("open")).unwrap();
+        std::fs::write(dir.path().join("open").join(LocalStorage::object_hex("o/1/pending.txt")), b"").unwrap();
+
+        let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
+        assert!(!dir.path().join("open").exists());
+        assert!(!store.is_open("o/1/done.txt").await);
+        assert!(matches!(post(&store, "o/1/done.txt").await, Err(StorageError::Rejected(_))));
+        assert!(store.is_open("o/1/pending.txt").await);
+        post(&store, "o/1/pending.txt").await.unwrap();
+    }
+
+    fn walkdir(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            found.push(entry.path());
+            if entry.path().is_dir() {
+                found.extend(walkdir(&entry.path()));
+            }
+        }
+        found.sort();
+        found
     }
 
     /// Chunked sessions live apart from multipart uploads; aborting one
