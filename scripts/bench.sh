@@ -70,7 +70,8 @@ if [[ ! -x bench/node_modules/.bin/esbuild || ! -d bench/uppy5/node_modules/@upp
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
   (cd bench/uppy5 && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if { has link || has peers; } && [[ ! -d bench/companion/node_modules/@uppy/companion ]]; then
+# The server section measures Companion among its peers too (bench/peer_servers.py).
+if { has server || has link || has peers; } && [[ ! -d bench/companion/node_modules/@uppy/companion ]]; then
   log "installing Uppy Companion (npm)"
   (cd bench/companion && npm ci --no-audit --no-fund --loglevel=error)
 fi
