@@ -158,8 +158,10 @@ impl LocalStorage {
 
     /// Whether a POST form may still write `key` (see `commit_form_object`);
     /// checked before the file is streamed, and again under the lock.
-    pub(crate) async fn is_open(&self, key: &str) -> bool {
-        !tokio::fs::try_exists(self.seal_path(&Self::object_hex(key))).await.unwrap_or(true)
+    pub(crate) fn is_open(&self, key: &str) -> bool {
+        // One stat of a local directory, on the runtime's thread: cheaper than
+        // the trip to the blocking pool that tokio::fs would take for it.
+        !self.seal_path(&Self::object_hex(key)).try_exists().unwrap_or(true)
     }
 
     pub(crate) fn credentials(&self) -> (String, &'static str) {
@@ -579,18 +581,22 @@ impl Storage for LocalStorage {
     }
 
     async fn read_prefix(&self, key: &str, len: u64) -> Result<Vec<u8>, StorageError> {
-        use tokio::io::AsyncReadExt as _;
         // Objects appear under their final name only whole (renamed into
-        // place), so whatever is opened here is a complete object.
+        // place), so whatever is opened here is a complete object. Opened and
+        // read in one trip to the blocking pool (tokio::fs takes one per call).
         let path = self.object_path(&Self::object_hex(key));
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_err("opening the object", e)),
-        };
-        let mut prefix = Vec::with_capacity(len.min(64 * 1024) as usize);
-        file.take(len).read_to_end(&mut prefix).await.map_err(|e| io_err("reading the object", e))?;
-        Ok(prefix)
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+                Err(e) => return Err(io_err("opening the object", e)),
+            };
+            let mut prefix = Vec::with_capacity(len.min(64 * 1024) as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, len), &mut prefix)
+                .map_err(|e| io_err("reading the object", e))?;
+            Ok(prefix)
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -720,16 +726,16 @@ mod tests {
         store.presign_post(&target).await.unwrap();
         assert_eq!(walkdir(dir.path()), files_before, "signing a form wrote to the disk");
 
-        assert!(store.is_open("o/1/a.txt").await);
+        assert!(store.is_open("o/1/a.txt"));
         post(&store, "o/1/a.txt").await.unwrap();
         post(&store, "o/1/a.txt").await.unwrap();
         assert_eq!(store.head_sealed("o/1/a.txt").await.unwrap().map(|info| info.size), Some(2));
-        assert!(!store.is_open("o/1/a.txt").await);
+        assert!(!store.is_open("o/1/a.txt"));
         assert!(matches!(post(&store, "o/1/a.txt").await, Err(StorageError::Rejected(_))));
 
         // Sealing a key with no object yet leaves it open: the form may still come.
         assert_eq!(store.head_sealed("o/2/b.txt").await.unwrap().map(|info| info.size), None);
-        assert!(store.is_open("o/2/b.txt").await);
+        assert!(store.is_open("o/2/b.txt"));
         store.delete("o/2/b.txt").await.unwrap();
         assert!(matches!(post(&store, "o/2/b.txt").await, Err(StorageError::Rejected(_))));
         assert_eq!(store.head("o/2/b.txt").await.unwrap().map(|info| info.size), None);
@@ -750,9 +756,9 @@ mod tests {
 
         let store = LocalStorage::open(dir.path(), "http://localhost").unwrap();
         assert!(!dir.path().join("open").exists());
-        assert!(!store.is_open("o/1/done.txt").await);
+        assert!(!store.is_open("o/1/done.txt"));
         assert!(matches!(post(&store, "o/1/done.txt").await, Err(StorageError::Rejected(_))));
-        assert!(store.is_open("o/1/pending.txt").await);
+        assert!(store.is_open("o/1/pending.txt"));
         post(&store, "o/1/pending.txt").await.unwrap();
     }
 

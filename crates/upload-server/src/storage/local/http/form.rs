@@ -58,7 +58,7 @@ pub(super) async fn post_form(
             continue;
         }
         let allowed = verify_policy(&store, &fields.values)?;
-        if !store.is_open(&allowed.key).await {
+        if !store.is_open(&allowed.key) {
             return Err(denied("the upload of this key is no longer pending: a form cannot be used again"));
         }
         let (temp, meta) = receive_file(&store, field, allowed).await?;
