@@ -345,8 +345,6 @@ impl LocalStorage {
         remove_dir_if_present(&dir, "removing the finished multipart upload").await
     }
 
-    /// Removes temporary files older than `age`: what crashed or abandoned
-    /// writes left behind. Never touches objects or parts in place.
     fn unix(at: OffsetDateTime) -> i64 {
         at.unix_timestamp()
     }
@@ -360,11 +358,18 @@ const SEALS_KEPT: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Seals a key for good: no form may write it again. Durable before the
 /// completion or deletion that seals it answers.
 fn write_seal(seal: &Path) -> Result<(), StorageError> {
-    std::fs::write(seal, b"").map_err(|e| io_err("sealing the key", e))?;
+    place_seal(seal)?;
     sync_dir(seal.parent().expect("seals live in sealed/"))
 }
 
-/// Removes the files in `dir` last changed longer than `age` ago.
+/// The seal's file, not yet durable: the caller syncs `sealed/`.
+fn place_seal(seal: &Path) -> Result<(), StorageError> {
+    std::fs::write(seal, b"").map_err(|e| io_err("sealing the key", e))
+}
+
+/// Removes the files in `dir` last changed longer than `age` ago (for
+/// `tmp/`: what crashed or abandoned writes left behind; never objects or
+/// parts in place).
 async fn remove_older_than(dir: &Path, age: Duration) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
     while let Ok(Some(entry)) = entries.next_entry().await {
@@ -402,7 +407,7 @@ fn seal_what_open_markers_left(root: &Path) -> Result<(), StorageError> {
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age < SEALS_KEPT);
         if recent && !open.join(hex).exists() {
-            std::fs::write(sealed.join(hex), b"").map_err(|e| io_err("sealing the key", e))?;
+            place_seal(&sealed.join(hex))?;
         }
     }
     sync_dir(&sealed)?;
