@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test: unit and property tests, the server against a real Garage,
-# the browser client in headless Chromium, and the end-to-end flows.
-# Installs what is missing first (Rust targets, Garage, wasm tools, Chromium),
-# starts Garage on 127.0.0.1 with free ports, and stops it at the end.
-# Stops at the first failure; on any exit (failure, Ctrl-C, kill) it stops
-# Garage and removes its temporary directory. The servers and browsers the
+# Runs every test: unit and property tests, the server against a real Garage
+# and a real PostgreSQL, the browser client in headless Chromium, and the
+# end-to-end flows. Installs what is missing first (Rust targets, Garage, wasm
+# tools, Chromium), starts Garage and a throw-away PostgreSQL cluster on
+# 127.0.0.1 with free ports, and stops them at the end. Stops at the first
+# failure; on any exit (failure, Ctrl-C, kill) it stops Garage and
+# PostgreSQL and removes their temporary directories. The servers and browsers the
 # tests start are the tests' own children and stop with them.
 #
 # `cargo test` alone runs everything that needs no outside service and lists
-# each Garage test as "ignored, needs Garage"; here they run
-# (`cargo test -- --ignored` once Garage is up), so a store that is missing
-# fails them.
+# each Garage or PostgreSQL test as ignored ("needs Garage", "needs Garage
+# and PostgreSQL"); here they run (`cargo test -- --ignored` once both are
+# up), so a store or database that is missing fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -18,10 +19,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n==> %s\n' "$*"; }
 
 garage_dir=
+postgres_dir=
 cleanup() {
   if [ -n "$garage_dir" ]; then
     scripts/garage.sh stop "$garage_dir" || true
     rm -rf "$garage_dir"
+  fi
+  if [ -n "$postgres_dir" ]; then
+    scripts/postgres.sh stop "$postgres_dir" || true
+    rm -rf "$postgres_dir"
   fi
 }
 trap cleanup EXIT
@@ -53,7 +59,12 @@ garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/upload-garage.XXXXXX")
 garage_env=$(scripts/garage.sh start "$garage_dir")
 eval "$garage_env"
 
-step "tests against Garage (the ones \`cargo test\` lists as ignored)"
+step "start PostgreSQL"
+postgres_dir=$(mktemp -d "${TMPDIR:-/tmp}/upload-postgres.XXXXXX")
+postgres_env=$(scripts/postgres.sh start "$postgres_dir")
+eval "$postgres_env"
+
+step "tests against Garage and PostgreSQL (the ones \`cargo test\` lists as ignored)"
 cargo test -- --ignored
 
 step "browser client: unit tests in headless Chromium"
