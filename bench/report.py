@@ -393,6 +393,63 @@ def peers_section(out_dir):
     return intro + lines, failed
 
 
+def scale_section(out_dir):
+    """Section 8 (issue 14): SQLite and PostgreSQL, one instance and three behind haproxy."""
+    res = load(os.path.join(out_dir, "scale.json"))
+    if not res:
+        return None, []
+    grouped, targets, failed = {}, [], []
+    for r in res:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+        if "failed" in r:
+            failed.append((r["target"], r.get("connections"), r["failed"]))
+            continue
+        grouped.setdefault((r["target"], r["connections"]), []).append(r)
+    by = {}
+    for key, runs in grouped.items():
+        runs = sorted(runs, key=lambda r: r["rps"])
+        median = dict(runs[(len(runs) - 1) // 2])
+        median["rounds"] = ", ".join(f"{r['rps']:,.0f} ({r['p99_ms']:.1f})" for r in runs)
+        by[key] = median
+    conns = sorted({c for _, c in by})
+    lines = [
+        "`bench/scale.py`: the create endpoint under wrk (`bench/load/create.lua`, as in section 4) on Garage, with",
+        "the records in SQLite (a file on local disk, WAL, `synchronous=NORMAL`, the group-commit writer) or in",
+        "PostgreSQL 15 (a throw-away cluster from `scripts/postgres.sh`, set durable as in production: `fsync`,",
+        "`synchronous_commit` and `full_page_writes` on), as one instance and as three instances behind haproxy",
+        "(round robin, keep-alive to the instances, `/healthz` checks; three instances on SQLite share one file).",
+        "A fresh database and fresh processes per point, a one-second warm-up. CPU per request is measured apart",
+        "for the server instances (summed), haproxy and the PostgreSQL cluster (the postmaster's whole tree).",
+        "Everything shares the machine's two cores with wrk: this shows what the shape costs per request, not how",
+        "it scales across machines.",
+        "",
+        "| setup | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | servers CPU us/req | haproxy CPU us/req "
+        "| PostgreSQL CPU us/req | all three, us/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in targets:
+        for c in conns:
+            r = by.get((t, c))
+            if not r:
+                continue
+            parts = [r.get(f"{p}_cpu_us_per_req") for p in ("server", "haproxy", "postgres")]
+            total = sum(p for p in parts if p is not None)
+            cells = ["" if p is None else f"{p:.0f}" for p in parts]
+            lines.append(f"| {t} | {c} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']} | "
+                         f"{r['errors']} | {' | '.join(cells)} | {total:.0f} |")
+    lines += ["", "Every round, req/s (p99 ms), slowest first:", ""]
+    lines += [f"- {t} at {c} connections: {by[(t, c)]['rounds']}" for t in targets for c in conns if (t, c) in by]
+    base = {c: by.get(("sqlite-1", c), {}).get("rps") for c in conns}
+    lines += ["", "Ratios, requests/s of each setup over one instance on SQLite at the same connections:", "",
+              "| setup | " + " | ".join(f"{c} conns" for c in conns) + " |", "|---|" + "---:|" * len(conns)]
+    for t in targets:
+        if t == "sqlite-1":
+            continue
+        lines.append(f"| {t} | " + " | ".join(fmt_ratio(by.get((t, c), {}).get("rps"), base[c]) for c in conns) + " |")
+    return lines, failed
+
+
 def old_sections(doc_path):
     """The sections of the doc as it was ("## Title" -> lines), and its run header lines."""
     text = load(doc_path) or ""
@@ -452,6 +509,8 @@ def main():
     server, failed = server_section(a.out_dir)
     peers, peers_failed = peers_section(a.out_dir)
     failed += peers_failed
+    scale, scale_failed = scale_section(a.out_dir)
+    failed += scale_failed
     browser, memory = browser_sections(a.out_dir)
     old, old_header = old_sections(a.doc)
     def section(title, lines):
@@ -477,6 +536,7 @@ def main():
         *section("5. How cost grows", cost_section(a.out_dir)),
         *section("6. Uploads over a shaped link", link_section(a.out_dir)),
         *section("7. Server peers at their best", peers),
+        *section("8. Past one machine: SQLite and PostgreSQL, one instance and three", scale),
     ]
     notes = load(os.path.join(HERE, "notes.md"))
     if notes:

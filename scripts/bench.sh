@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The benchmarks of issue 6, side by side with the peers, in one run on this
 # machine; writes docs/benchmarks.md (figures, ratios, machine, load). Not part
-# of the test command. About 40 minutes in full (the link section alone about
+# of the test command. About 45 minutes in full (the link section alone about
 # 20: 1.9 GiB per client at 50 Mbit/s), 12 with --quick.
 #
-#   scripts/bench.sh [--quick] [--only size,server,cost,browser,link,peers]
+#   scripts/bench.sh [--quick] [--only size,server,scale,cost,browser,link,peers]
 #   scripts/bench.sh --report-only   # rewrite docs/benchmarks.md from bench/out
 #
 # Sections: size (client bundle), server (wrk on ours and the Python peers),
+# scale (issue 14: ours on SQLite and on PostgreSQL, one instance and three
+# behind haproxy; a throw-away PostgreSQL cluster by scripts/postgres.sh, made
+# durable as in production: fsync, synchronous_commit and full_page_writes on),
 # cost (memory and latency growth), browser (1 GiB on loopback, memory),
 # link (issue 16: uploads over link-shaper, 40 ms / 50 Mbit/s, ours vs Uppy 5 +
 # Companion vs raw fetch; --quick shrinks its 1 GiB file to 64 MiB), peers
@@ -27,13 +30,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 args_given=$*
 quick=false
-only=size,server,cost,browser,link,peers
+only=size,server,scale,cost,browser,link,peers
 while (($#)); do
   case $1 in
   --quick) quick=true ;;
   --only) only=$2; shift ;;
   --report-only) exec bench/.venv/bin/python bench/report.py bench/out docs/benchmarks.md ;;
-  *) echo "usage: $0 [--quick] [--only size,server,cost,browser,link,peers]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--quick] [--only size,server,scale,cost,browser,link,peers]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -49,6 +52,10 @@ fi
 if ! command -v perf >/dev/null; then
   log "installing linux-perf (for the server profile)"
   apt-get install -y linux-perf >/dev/null 2>&1 || log "linux-perf did not install; no profile"
+fi
+if has scale && ! command -v haproxy >/dev/null; then
+  log "installing haproxy"
+  apt-get install -y haproxy >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y haproxy >/dev/null; }
 fi
 command -v garage >/dev/null || { echo "bench: garage not on PATH; run scripts/garage.sh install" >&2; exit 1; }
 [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || { echo "bench: chromium missing; run scripts/install-tools.sh" >&2; exit 1; }
@@ -101,6 +108,7 @@ if has link; then
 fi
 cleanup() {
   scripts/garage.sh stop "$tmp/garage" || true
+  scripts/postgres.sh stop "$tmp/postgres" || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -124,6 +132,20 @@ if has server; then
   (cd bench && .venv/bin/python server_load.py "$root/$out/server.json" "$secs")
   log "server profile (perf, cpu-clock)"
   (cd bench && .venv/bin/python profile.py "$root/$out/profile.txt" "$((secs / 2 > 3 ? secs / 2 : 3))") || true
+fi
+if has scale; then
+  log "scale: SQLite and PostgreSQL, one instance and three behind haproxy (wrk, ${secs}s per point)"
+  pg_env=$(scripts/postgres.sh start "$tmp/postgres")
+  eval "$pg_env"
+  # scripts/postgres.sh trades durability for test speed; a benchmark runs the
+  # database as production would.
+  for setting in "fsync = on" "synchronous_commit = on" "full_page_writes = on"; do
+    psql -X -q "$TEST_POSTGRES_URL" -c "ALTER SYSTEM SET $setting"
+  done
+  psql -X -q -At "$TEST_POSTGRES_URL" -c "SELECT pg_reload_conf()" >/dev/null
+  if $quick; then scale_rounds=1; else scale_rounds=$rounds; fi
+  (cd bench && BENCH_SCALE_ROUNDS=$scale_rounds .venv/bin/python scale.py "$root/$out/scale.json" "$secs")
+  scripts/postgres.sh stop "$tmp/postgres"
 fi
 if has cost; then
   log "cost growth"
