@@ -1,13 +1,15 @@
 //! Waiting, single-threaded browser style: timers, a first-come first-served
 //! pool of slots, and the clock.
 //!
-//! Every wait is a JS `Promise` awaited through `wasm-bindgen-futures`: a
-//! waiter parks the promise's `resolve` function, and whoever frees what it
-//! waits for calls it. No waker machinery or executor crate is needed.
+//! A timer is a JS `Promise` awaited through `wasm-bindgen-futures` (or a
+//! callback); a pool waiter parks a callback (or its task's waker), and
+//! whoever frees a slot hands it over. No executor crate beyond
+//! `wasm-bindgen-futures` is needed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
@@ -59,33 +61,62 @@ pub(crate) type Then = Box<dyn FnOnce(Slot)>;
 /// Held while a request runs; dropping it hands the slot on.
 pub(crate) struct Slot(Rc<Pool>);
 
+#[derive(Default)]
+struct Handoff {
+    slot: RefCell<Option<Slot>>,
+    waker: Cell<Option<Waker>>,
+}
+
 impl Pool {
     pub(crate) fn new(slots: usize) -> Rc<Pool> {
         Rc::new(Pool { free: Cell::new(slots), waiters: RefCell::new(VecDeque::new()) })
     }
 
+    /// A slot, once one is free: at once (no promise, no trip through the
+    /// microtask queue) when one is; else when a dropped slot is handed over.
+    /// Every slot comes from the pool's count or from a slot handed on,
+    /// never minted here.
     pub(crate) async fn take(self: &Rc<Self>) -> Slot {
-        let (promise, resolve) = signal();
-        let slot = Rc::new(RefCell::new(None));
-        let given = slot.clone();
-        self.take_then(Box::new(move |s| {
-            *given.borrow_mut() = Some(s);
-            let _ = resolve.call0(&JsValue::UNDEFINED);
+        if let Some(slot) = self.try_take() {
+            return slot;
+        }
+        // The waiter's end of the hand-over: the slot, or the waker of the
+        // task to poll once it is there. A slot handed to a waiter that is
+        // gone (its future dropped) is dropped with this, and so handed on.
+        let handoff = Rc::new(Handoff::default());
+        let given = handoff.clone();
+        self.waiters.borrow_mut().push_back(Box::new(move |slot| {
+            *given.slot.borrow_mut() = Some(slot);
+            if let Some(waker) = given.waker.take() {
+                waker.wake();
+            }
         }));
-        let _ = JsFuture::from(promise).await;
-        let taken = slot.borrow_mut().take();
-        taken.unwrap_or_else(|| Slot(self.clone()))
+        std::future::poll_fn(|cx| match handoff.slot.borrow_mut().take() {
+            Some(slot) => Poll::Ready(slot),
+            None => {
+                handoff.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// A free slot, if there is one.
+    fn try_take(self: &Rc<Self>) -> Option<Slot> {
+        let free = self.free.get();
+        (free > 0).then(|| {
+            self.free.set(free - 1);
+            Slot(self.clone())
+        })
     }
 
     /// Calls `then` with a slot: at once when one is free, else when one is
     /// handed over.
     pub(crate) fn take_then(self: &Rc<Self>, then: Then) {
-        if self.free.get() > 0 {
-            self.free.set(self.free.get() - 1);
-            then(Slot(self.clone()));
-        } else {
+        match self.try_take() {
+            Some(slot) => then(slot),
             // Called by `Slot::drop`, which hands its slot over instead of freeing it.
-            self.waiters.borrow_mut().push_back(then);
+            None => self.waiters.borrow_mut().push_back(then),
         }
     }
 }
@@ -105,6 +136,8 @@ impl Drop for Slot {
 
 #[cfg(all(test, target_arch = "wasm32"))]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -134,5 +167,36 @@ mod tests {
         assert_eq!(*order.borrow(), [1, 2, 3]);
         // Every slot came back: one can be taken at once.
         assert_eq!(pool.free.get(), 1);
+    }
+
+    #[wasm_bindgen_test]
+    fn a_free_slot_is_taken_without_waiting() {
+        let pool = Pool::new(2);
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        let mut first = std::pin::pin!(pool.take());
+        let Poll::Ready(first) = first.as_mut().poll(&mut cx) else { panic!("a slot was free") };
+        let mut second = std::pin::pin!(pool.take());
+        let Poll::Ready(_second) = second.as_mut().poll(&mut cx) else { panic!("a second slot was free") };
+        let mut third = std::pin::pin!(pool.take());
+        assert!(third.as_mut().poll(&mut cx).is_pending(), "both slots are held");
+        drop(first);
+        assert_eq!(pool.free.get(), 0, "the freed slot waits for the third taker, not in the pool");
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_slot_handed_to_a_waiter_that_is_gone_goes_back_to_the_pool() {
+        let pool = Pool::new(1);
+        let held = pool.take().await;
+        {
+            let mut cx = std::task::Context::from_waker(Waker::noop());
+            let mut gone = Box::pin(pool.take());
+            assert!(gone.as_mut().poll(&mut cx).is_pending());
+        }
+        drop(held);
+        sleep(1.0).await;
+        assert_eq!(pool.free.get(), 1, "one slot, counted once");
+        let _one = pool.take().await;
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        assert!(std::pin::pin!(pool.take()).as_mut().poll(&mut cx).is_pending(), "no slot was made up");
     }
 }
