@@ -285,6 +285,19 @@ start_node() {
     stop_pid "$dir/node$n/garage.pid"
     exit 1
   fi
+  # The others connect to it now: a node that had lost it reconnects only on
+  # Garage's periodic retry, and until then a second node lost would leave it
+  # without a quorum.
+  local m id
+  id=$(sed -n 's/^bootstrap_peers = \[//p' "$dir/node$n/garage.toml" | tr -d '"] ' | cut -d, -f"$n")
+  for m in "${nodes[@]}"; do
+    [ "$m" != "$n" ] && [ -f "$dir/node$m/garage.pid" ] && alive "$(cat "$dir/node$m/garage.pid")" || continue
+    if ! retry "node_cli $m node connect $id" 50; then
+      echo "garage node $m did not connect to node $n; see $dir/node$m/garage.log" >&2
+      stop_pid "$dir/node$n/garage.pid"
+      exit 1
+    fi
+  done
 }
 
 node_arg() {
