@@ -5,6 +5,7 @@
 #   - wasm-bindgen-cli 0.2.130 (must equal the crate's pinned wasm-bindgen)
 #   - wasm-pack 0.15.1
 #   - Debian chromium and chromium-driver (headless browser tests)
+#   - Debian haproxy (the load balancer of tests/e2e/cluster.mjs)
 #   - tests/e2e node_modules (npm ci): playwright-core, and binaryen 132 for wasm-opt
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,6 +37,15 @@ else
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update
   "${sudo_cmd[@]}" apt-get install -y chromium chromium-driver
+fi
+
+if command -v haproxy >/dev/null; then
+  say "haproxy: present"
+else
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  # The package lists may be missing or stale on a fresh machine: update only then.
+  "${sudo_cmd[@]}" apt-get install -y haproxy || { "${sudo_cmd[@]}" apt-get update && "${sudo_cmd[@]}" apt-get install -y haproxy; }
 fi
 
 e2e=$root/tests/e2e

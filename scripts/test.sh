@@ -79,3 +79,11 @@ step "end to end: Chromium, the real server, Garage"
 # target/debug/upload-server and target/debug/fault-proxy (tests/e2e/faults.mjs)
 # are from the build step above.
 bash tests/e2e/run.sh
+
+step "past one machine: three Garage nodes, three servers on one database, haproxy; Chromium and a plain client"
+# tests/e2e/cluster.mjs starts its own Garage cluster (scripts/garage.sh
+# start-cluster), servers and haproxy, and stops them on any exit; it kills an
+# instance and stops a Garage node on purpose. About a minute.
+# Node's test runner as run.sh runs it; the package and node_modules are there from the steps above.
+node --test --test-reporter=spec --test-force-exit tests/e2e/cluster.mjs
+

@@ -139,7 +139,7 @@ export async function startProxy(target) {
   return { url: `http://127.0.0.1:${port}`, state, close: () => closeServer(server) };
 }
 
-function waitFor(check, what, ms = 30000) {
+export function waitFor(check, what, ms = 30000) {
   const start = Date.now();
   return new Promise((resolve, reject) => {
     const tick = async () => {
@@ -156,7 +156,7 @@ function waitFor(check, what, ms = 30000) {
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** Runs scripts/garage.sh (the one place that configures Garage) with `args`; resolves with its stdout. */
-function garageScript(args) {
+export function garageScript(args) {
   return new Promise((resolve, reject) => {
     execFile("bash", [path.join(root, "scripts/garage.sh"), ...args], (err, stdout, stderr) => {
       if (err) reject(new Error(`scripts/garage.sh ${args.join(" ")}: ${err.message}${stderr}`));
@@ -225,11 +225,13 @@ export async function startGarage(dir) {
 }
 
 /**
- * Runs `upload-server bucket setup` (with an S3 store; the embedded one needs
- * none), then the server; resolves once /config answers.
+ * Runs `upload-server bucket setup` (with an S3 store, unless `bucketSetup`
+ * is false: the embedded one needs none, and several instances on one bucket
+ * need it once), then the server; resolves once /config answers. The log
+ * file is appended to, so an instance started again keeps one log.
  */
-export async function startServer(bin, env, logFile) {
-  if (env.UPLOAD_S3_BUCKET) {
+export async function startServer(bin, env, logFile, { bucketSetup = true } = {}) {
+  if (env.UPLOAD_S3_BUCKET && bucketSetup) {
     // Asynchronously: the proxy it talks through runs in this very process.
     const setup = spawn(bin, ["bucket", "setup"], { env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -238,8 +240,9 @@ export async function startServer(bin, env, logFile) {
     const code = await new Promise((r) => setup.on("exit", r));
     if (code !== 0) throw new Error(`upload-server bucket setup exited with ${code}: ${out}`);
   }
-  const log = fs.openSync(logFile, "w");
+  const log = fs.openSync(logFile, "a");
   const proc = spawn(bin, [], { env, stdio: ["ignore", log, log] });
+  fs.closeSync(log); // the child holds its own copy
   let exited = null;
   proc.on("exit", (code) => (exited = code));
   const base = `http://${env.UPLOAD_LISTEN}/api/v1`;
@@ -247,5 +250,16 @@ export async function startServer(bin, env, logFile) {
     if (exited !== null) throw new Error(`upload-server exited with ${exited}; see ${logFile}`);
     return (await fetch(`${base}/config`)).ok;
   }, "upload-server");
-  return { base, stop: () => stopProcess(proc) };
+  return {
+    base,
+    stop: () => stopProcess(proc),
+    /** Sends `signal` (a crash: SIGKILL) and resolves once the process has exited. */
+    kill(signal = "SIGKILL") {
+      if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+      return new Promise((resolve) => {
+        proc.once("exit", () => resolve());
+        proc.kill(signal);
+      });
+    },
+  };
 }
