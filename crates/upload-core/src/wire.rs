@@ -22,6 +22,9 @@ pub const MAX_META_KEY_LEN: usize = 64;
 pub const MAX_META_VALUE_LEN: usize = 1024;
 /// Most part numbers one `POST /uploads/{id}/parts` may ask for.
 pub const MAX_PARTS_PER_SIGN_REQUEST: usize = 100;
+/// Most files one batch request (`POST /uploads/batch`,
+/// `POST /uploads/batch/complete`) may carry.
+pub const MAX_FILES_PER_BATCH: usize = 100;
 
 /// `GET /config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,6 +492,77 @@ pub struct FileList {
     /// Pass as `cursor` for the next page; `null` on the last.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
+}
+
+/// `POST /uploads/batch`: several declarations in one request, so a folder
+/// of small files costs one round trip to create instead of one per file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateUploads {
+    /// 1 to [`MAX_FILES_PER_BATCH`] declarations, each as `POST /uploads` takes it.
+    pub files: Vec<CreateUpload>,
+}
+
+/// 200 answer to `POST /uploads/batch`: one outcome per declaration, in
+/// the order they were given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedUploads {
+    /// What `POST /uploads` would have answered for each declaration.
+    pub uploads: Vec<CreateOutcome>,
+}
+
+/// One declaration's outcome in a batch: the created upload, or the error
+/// body `POST /uploads` would have answered it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum CreateOutcome {
+    /// Created: the same answer as a single create's 201.
+    Created(Box<CreatedUpload>),
+    /// Refused: `{"error": {"code", "message"}}`.
+    Refused(ErrorBody),
+}
+
+/// `POST /uploads/batch/complete`: several uploads of one owner completed
+/// in one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CompleteUploads {
+    /// 1 to [`MAX_FILES_PER_BATCH`] uploads, each id once.
+    pub uploads: Vec<CompleteOne>,
+}
+
+/// One upload to complete in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CompleteOne {
+    /// The upload id.
+    pub id: String,
+    /// The parts, for `S3Multipart`; absent for the other plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<CompletedPart>>,
+}
+
+/// 200 answer to `POST /uploads/batch/complete`: one outcome per upload, in
+/// the order they were given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CompletedUploads {
+    /// What `POST /uploads/{id}/complete` would have answered for each.
+    pub files: Vec<CompleteOutcome>,
+}
+
+/// One upload's outcome in a batch completion: the recorded file, or the
+/// error body `POST /uploads/{id}/complete` would have answered it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum CompleteOutcome {
+    /// Recorded (or recorded before: completion is idempotent).
+    Completed(Completed),
+    /// Not recorded: `{"error": {"code", "message"}}`.
+    Refused(ErrorBody),
 }
 
 /// Every non-2xx body.

@@ -195,15 +195,26 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The contract's error body, as a response or as one outcome of a
+    /// batch; a server error is logged here, once, either way.
+    pub(crate) fn into_body(self) -> ErrorBody {
+        if self.status().is_server_error() {
             log_server_error(&self);
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
-        let mut response = (status, Json(body)).into_response();
-        if self.code == ErrorCode::RateLimited {
+        ErrorBody { error: ErrorDetail { code: self.code, message: self.message } }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = (self.status(), self.code);
+        let mut response = (status, Json(self.into_body())).into_response();
+        if code == ErrorCode::RateLimited {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response

@@ -182,6 +182,12 @@ impl AppState {
     pub(crate) fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {
         self.inner.limiter.check(&owner.0)
     }
+
+    /// Charges `extra` requests more to the owner's rate limit (a batch's
+    /// files beyond the one its request was charged for).
+    pub(crate) fn charge_rate(&self, owner: &Owner, extra: u32) {
+        self.inner.limiter.charge_more(&owner.0, extra)
+    }
 }
 
 /// The whole HTTP surface: the API under `/api/v1`, `/healthz`, `/metrics`, the

@@ -29,7 +29,21 @@ impl RateLimiter {
         RateLimiter { rate, burst: rate * 2.0, buckets: Mutex::new(HashMap::new()) }
     }
 
+    /// Takes one request's token, or refuses the request.
     pub(crate) fn check(&self, owner: &str) -> Result<(), ApiError> {
+        self.take(owner, 1.0, true)
+    }
+
+    /// Takes `extra` tokens more for a request [`check`](Self::check) let
+    /// through: a batch costs one per file. It never refuses: a batch may
+    /// cost more than a burst (and could never pass otherwise), so the
+    /// bucket goes into debt instead, and the owner's next requests wait
+    /// until it has refilled.
+    pub(crate) fn charge_more(&self, owner: &str, extra: u32) {
+        let _ = self.take(owner, f64::from(extra), false);
+    }
+
+    fn take(&self, owner: &str, cost: f64, may_refuse: bool) -> Result<(), ApiError> {
         if self.rate == 0.0 {
             return Ok(());
         }
@@ -47,10 +61,10 @@ impl RateLimiter {
         let bucket = buckets.entry(owner.to_owned()).or_insert(Bucket { tokens: self.burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
         bucket.at = now;
-        if bucket.tokens < 1.0 {
+        if may_refuse && bucket.tokens < 1.0 {
             return Err(ApiError::rate_limited(format!("more than {} requests per second; slow down", self.rate)));
         }
-        bucket.tokens -= 1.0;
+        bucket.tokens -= cost;
         Ok(())
     }
 }
@@ -70,6 +84,16 @@ mod tests {
         assert_eq!(limiter.check("a").unwrap_err().code(), ErrorCode::RateLimited);
         limiter.check("b").unwrap();
         assert!(RateLimiter::new(0).check("a").is_ok());
+    }
+
+    /// A batch bigger than the burst passes once, then its debt holds the owner back.
+    #[test]
+    fn a_batch_goes_into_debt_once() {
+        let limiter = RateLimiter::new(5);
+        limiter.check("a").unwrap();
+        limiter.charge_more("a", 99);
+        assert_eq!(limiter.check("a").unwrap_err().code(), ErrorCode::RateLimited);
+        limiter.check("b").unwrap();
     }
 
     /// Many owners, all busy (no bucket has refilled): the map stays bounded.

@@ -4,6 +4,7 @@
 //! local ones and lists the Garage ones as ignored, `scripts/test.sh` (which
 //! starts Garage and sets `TEST_S3_*`) runs both.
 
+mod batch;
 mod errors;
 mod flows;
 mod hardening;

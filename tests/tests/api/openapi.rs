@@ -28,6 +28,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/uploads/{id}"),
     ("post", "/api/v1/uploads/{id}/parts"),
     ("post", "/api/v1/uploads/{id}/complete"),
+    ("post", "/api/v1/uploads/batch"),
+    ("post", "/api/v1/uploads/batch/complete"),
     ("get", "/api/v1/files"),
     ("get", "/api/v1/files/{id}"),
     ("delete", "/api/v1/files/{id}"),
@@ -62,16 +64,23 @@ impl Spec {
     fn template(&self, path: &str) -> String {
         let segments: Vec<&str> = path.split('/').collect();
         let paths = self.doc["paths"].as_object().unwrap();
-        let matching: Vec<&String> = paths
-            .keys()
-            .filter(|template| {
-                let parts: Vec<&str> = template.split('/').collect();
-                parts.len() == segments.len()
-                    && parts.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
-            })
-            .collect();
-        assert_eq!(matching.len(), 1, "{path} matches {matching:?} of the document's paths");
-        matching[0].clone()
+        // Literal segments win over parameters, as in the router
+        // (`/uploads/batch` is not the upload `batch`).
+        let literal_matches = |template: &str| {
+            let parts: Vec<&str> = template.split('/').collect();
+            let fits = parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')));
+            fits.then(|| parts.iter().zip(&segments).filter(|(t, s)| t == s).count())
+        };
+        let mut matching: Vec<(usize, &String)> =
+            paths.keys().filter_map(|template| Some((literal_matches(template)?, template))).collect();
+        matching.sort();
+        let best = matching.last().unwrap_or_else(|| panic!("{path} matches none of the document's paths"));
+        assert!(
+            matching.iter().filter(|(literal, _)| *literal == best.0).count() == 1,
+            "{path} matches {matching:?} of the document's paths equally"
+        );
+        best.1.clone()
     }
 
     /// The response object the document declares for this route and status.
@@ -297,6 +306,42 @@ async fn every_answer_fits_the_document(backend: Backend) {
     let refused = alice.post(&format!("/uploads/{fid}/complete"), json!({})).await;
     let error = spec.expect("post", &api(&format!("/uploads/{fid}/complete")), refused, 422).await;
     assert_eq!(error["error"]["code"], "content_not_accepted");
+
+    // Batches: one outcome per file, each as its single request answers it.
+    let (one, two) = (png(600, 7), png(700, 8));
+    let batch = alice
+        .post(
+            "/uploads/batch",
+            json!({"files": [
+                {"name": "one.png", "size": one.len(), "type": "image/png"},
+                {"name": "no.zip", "size": 10, "type": "application/zip"},
+                {"name": "two.png", "size": two.len(), "type": "image/png"},
+            ]}),
+        )
+        .await;
+    let batch = spec.expect("post", "/api/v1/uploads/batch", batch, 200).await;
+    let outcomes = batch["uploads"].as_array().unwrap();
+    assert_eq!(outcomes[1]["error"]["code"], "type_not_accepted", "{batch}");
+    for (outcome, data) in [(&outcomes[0], &one), (&outcomes[2], &two)] {
+        assert_eq!(post_form(&server.http, outcome, &BTreeMap::new(), data.clone()).await.0, 204);
+    }
+    let ids = [outcomes[0]["id"].as_str().unwrap(), outcomes[2]["id"].as_str().unwrap()];
+    let completed = alice
+        .post("/uploads/batch/complete", json!({"uploads": [{"id": ids[0]}, {"id": NO_SUCH_ID}, {"id": ids[1]}]}))
+        .await;
+    let completed = spec.expect("post", "/api/v1/uploads/batch/complete", completed, 200).await;
+    let files = completed["files"].as_array().unwrap();
+    assert_eq!((files[0]["file"]["id"].as_str(), files[2]["file"]["size"].as_u64()), (Some(ids[0]), Some(700)));
+    assert_eq!(files[1]["error"]["code"], "not_found", "{completed}");
+    for (path, body) in [
+        ("/uploads/batch", json!({"files": []})),
+        ("/uploads/batch/complete", json!({"uploads": [{"id": ids[0]}, {"id": ids[0]}]})),
+    ] {
+        let error = spec.expect("post", &api(path), alice.post(path, body).await, 400).await;
+        assert_eq!(error["error"]["code"], "invalid_request");
+    }
+    let outcomes_schema = spec.body_validator("post", "/api/v1/uploads/batch", 200);
+    assert!(!outcomes_schema.is_valid(&json!({"uploads": [{"id": "x"}]})), "half an upload passed as an outcome");
 
     // Every refusal of a declaration.
     let create = |body: Value| alice.post("/uploads", body);

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::id::UploadId;
 
+mod batch;
 mod files;
 mod openapi;
 mod uploads;
@@ -30,6 +31,8 @@ pub(crate) fn router(state: AppState, storage: Option<Router>) -> Router {
         .route("/config", get(client_config))
         .route("/openapi.json", get(move || openapi::document(document.clone())))
         .route("/uploads", post(uploads::create))
+        .route("/uploads/batch", post(batch::create))
+        .route("/uploads/batch/complete", post(batch::complete))
         .route("/uploads/{id}", get(uploads::status).delete(uploads::abort))
         .route("/uploads/{id}/parts", post(uploads::sign_parts))
         .route("/uploads/{id}/complete", post(uploads::complete))

@@ -33,6 +33,8 @@ const METRICS_TOKEN: &str = "metrics_token";
         super::uploads::abort,
         super::uploads::sign_parts,
         super::uploads::complete,
+        super::batch::create,
+        super::batch::complete,
         super::files::list,
         super::files::get,
         super::files::delete,

@@ -52,13 +52,20 @@ pub(crate) async fn create(
     owner: Owner,
     ApiJson(request): ApiJson<CreateUpload>,
 ) -> ApiResult<(StatusCode, Json<CreatedUpload>)> {
+    let answer = create_one(&state, &owner, &request).await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// One declaration checked, signed and recorded: a single create, and each
+/// of a batch's.
+pub(super) async fn create_one(state: &AppState, owner: &Owner, request: &CreateUpload) -> ApiResult<CreatedUpload> {
     let config = state.config();
-    let content_type = check_declaration(config, &request)?;
-    let kind = choose_plan(config, &request)?;
+    let content_type = check_declaration(config, request)?;
+    let kind = choose_plan(config, request)?;
     let id = UploadId::new();
-    let key = new_key(&owner, &id, &request)?;
+    let key = new_key(owner, &id, request)?;
     let now = now_ms();
-    let stored = open_plan(&state, &owner, &request, kind, &key, &content_type, now).await?;
+    let stored = open_plan(state, owner, request, kind, &key, &content_type, now).await?;
     // Part and chunk URLs are signed for as long as the upload may take.
     let window = if kind == UploaderKind::S3 { config.url_ttl } else { config.multipart_window };
     let row = UploadRow {
@@ -75,12 +82,12 @@ pub(crate) async fn create(
         created_at: now,
         expires_at: now + window.as_millis() as i64,
     };
-    let plan = signed_plan(&state, &row).await?;
-    let answer = created_answer(&state, &row, plan);
-    record(&state, row, now).await?;
+    let plan = signed_plan(state, &row).await?;
+    let answer = created_answer(state, &row, plan);
+    record(state, row, now).await?;
     state.metrics().upload_created(kind);
     tracing::debug!(id = answer.id, owner = owner.0, size = request.size, uploader = %kind, "upload signed");
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok(answer)
 }
 
 /// The create answer: the signed plan, and a token for this upload alone
@@ -420,20 +427,31 @@ pub(crate) async fn complete(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Completed>> {
     let request = parse_complete(&body?)?;
-    let row = load(&state, &owner, &id).await?;
+    Ok(Json(complete_one(&state, &owner, &id, request.parts).await?))
+}
+
+/// One upload checked against the store and recorded: a single complete,
+/// and each of a batch's.
+pub(super) async fn complete_one(
+    state: &AppState,
+    owner: &Owner,
+    id: &str,
+    parts: Option<Vec<CompletedPart>>,
+) -> ApiResult<Completed> {
+    let row = load(state, owner, id).await?;
     if row.state == UploadState::Completed {
-        return existing_file(&state, &owner, &row.id).await;
+        return existing_file(state, owner, &row.id).await;
     }
     require_pending(&row)?;
-    let info = stored_object(&state, &row, request.parts).await?;
-    verify(&state, &row, &info).await?;
-    let detected_type = detect_type(&state, &row).await?;
+    let info = stored_object(state, &row, parts).await?;
+    verify(state, &row, &info).await?;
+    let detected_type = detect_type(state, &row).await?;
     let file = file_row(&row, &info, detected_type);
     let hooks = state.hooks();
-    ask_before_record(&state, &row, &file, hooks.as_ref()).await?;
+    ask_before_record(state, &row, &file, hooks.as_ref()).await?;
     if !state.db().complete(&file, now_ms()).await? {
         // Someone else finished it meanwhile (a concurrent complete).
-        return existing_file(&state, &owner, &row.id).await;
+        return existing_file(state, owner, &row.id).await;
     }
     state.metrics().upload_completed(row.plan.kind(), info.size);
     tracing::info!(id = %row.id, owner = owner.0, size = info.size, "upload completed");
@@ -442,7 +460,7 @@ pub(crate) async fn complete(
     // its panic cannot take the request down.
     let recorded = record.clone();
     tokio::spawn(async move { hooks.after_record(&recorded).await });
-    Ok(Json(Completed { file: record }))
+    Ok(Completed { file: record })
 }
 
 /// The application's `before_record`: a rejection fails the upload as a
@@ -563,14 +581,14 @@ fn file_row(row: &UploadRow, info: &ObjectInfo, detected_type: Option<String>) -
     }
 }
 
-async fn existing_file(state: &AppState, owner: &Owner, id: &UploadId) -> ApiResult<Json<Completed>> {
+async fn existing_file(state: &AppState, owner: &Owner, id: &UploadId) -> ApiResult<Completed> {
     let row = state.db().upload(&owner.0, id).await?.ok_or_else(|| ApiError::not_found("upload"))?;
     if row.state != UploadState::Completed {
         require_pending(&row)?;
         return Err(ApiError::invalid_state("the upload changed state meanwhile; ask GET /uploads/{id}"));
     }
     match state.db().file(&owner.0, id).await? {
-        Some(file) => Ok(Json(Completed { file: file.into_record() })),
+        Some(file) => Ok(Completed { file: file.into_record() }),
         None => Err(ApiError::invalid_state("the upload completed, but its file has since been deleted")),
     }
 }
