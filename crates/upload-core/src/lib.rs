@@ -6,6 +6,9 @@
 //! error codes ([`ErrorCode`]). The server and the browser client (compiled to
 //! `wasm32-unknown-unknown`) call the very same functions, so a file the
 //! browser lets through is a file the server accepts, and the other way round.
+//! The server reads and writes the wire types with serde; the browser client
+//! reads the answers with [`read`] (over the browser's parsed JSON, tested to
+//! agree with serde on every type it reads).
 //!
 //! Architecture invariant: this crate does no I/O, spawns nothing and depends
 //! on no async runtime.
@@ -15,6 +18,7 @@ mod constraints;
 mod error;
 pub mod key;
 mod plan;
+pub mod read;
 pub mod wire;
 
 pub use constraints::{

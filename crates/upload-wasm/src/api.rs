@@ -1,13 +1,13 @@
 //! Calls to the upload API (`docs/api.md`): JSON over `fetch` with gloo-net,
-//! every answer read into upload-core's wire types with serde (over the
-//! browser's `JSON.parse`, see [`crate::json`]), every request body written
-//! from them.
+//! every answer read into upload-core's wire types by upload-core's readers
+//! (over the browser's `JSON.parse`, see [`crate::json`]), every request
+//! body written from them with serde.
 
 use std::cell::RefCell;
 
 use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use upload_core::read::FromJson;
 use upload_core::wire::ErrorBody;
 use wasm_bindgen::prelude::*;
 
@@ -95,6 +95,6 @@ pub(crate) fn to_js(value: &impl Serialize) -> JsValue {
 }
 
 /// An answer read into its wire type; `what` names it in the error.
-pub(crate) fn from_js<T: DeserializeOwned>(json: JsValue, what: &str) -> Result<T, Fail> {
+pub(crate) fn from_js<T: FromJson>(json: JsValue, what: &str) -> Result<T, Fail> {
     json::from_value(json).map_err(|_| Fail::bad_answer(what))
 }

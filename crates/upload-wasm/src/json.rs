@@ -1,18 +1,20 @@
-//! upload-core's wire types to and from the JS values of the browser's
-//! `JSON.parse` / `JSON.stringify`: a serde `Deserializer` and `Serializer`
-//! over `JsValue`.
+//! upload-core's wire types from and to the JS values of the browser's
+//! `JSON.parse` / `JSON.stringify`: answers are read by upload-core's
+//! readers ([`upload_core::read`]) over [`Js`], request bodies written by a
+//! serde `Serializer` into JS values.
 //!
-//! Written here rather than taken from `serde-wasm-bindgen` for size only:
-//! its errors format serde's messages (`invalid type: floating point 1.5,
-//! expected u64`), which links all of `core::fmt`'s float formatting into the
-//! .wasm (~10 KB raw). Here a value that does not fit its type is just
-//! [`Invalid`]; the caller names what it was reading.
+//! Neither serde-wasm-bindgen nor serde's derived readers: the first formats
+//! serde's messages (`invalid type: floating point 1.5, expected u64`),
+//! which links `core::fmt`'s float formatting (~10 KB raw); the second
+//! carried a visitor and a field matcher per type (the .wasm was 3.8 KB
+//! gzip larger with them). A value that does not fit is just [`Invalid`];
+//! the caller names what it was reading.
 
 use std::fmt;
 
 use js_sys::{Array, Object, Reflect};
-use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
+use upload_core::read::{FromJson, Json};
 use wasm_bindgen::prelude::*;
 
 /// A JS value that does not fit the type asked for (or a value that cannot
@@ -28,35 +30,7 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-// Every provided method is overridden: their defaults build `format_args!`
-// messages whose `Display` impls would stay linked in.
-impl de::Error for Invalid {
-    fn custom<T: fmt::Display>(_: T) -> Invalid {
-        Invalid
-    }
-    fn invalid_type(_: de::Unexpected<'_>, _: &dyn de::Expected) -> Invalid {
-        Invalid
-    }
-    fn invalid_value(_: de::Unexpected<'_>, _: &dyn de::Expected) -> Invalid {
-        Invalid
-    }
-    fn invalid_length(_: usize, _: &dyn de::Expected) -> Invalid {
-        Invalid
-    }
-    fn unknown_variant(_: &str, _: &'static [&'static str]) -> Invalid {
-        Invalid
-    }
-    fn unknown_field(_: &str, _: &'static [&'static str]) -> Invalid {
-        Invalid
-    }
-    fn missing_field(_: &'static str) -> Invalid {
-        Invalid
-    }
-    fn duplicate_field(_: &'static str) -> Invalid {
-        Invalid
-    }
-}
-
+// Its provided methods build no message, so nothing links `core::fmt` here.
 impl ser::Error for Invalid {
     fn custom<T: fmt::Display>(_: T) -> Invalid {
         Invalid
@@ -64,8 +38,8 @@ impl ser::Error for Invalid {
 }
 
 /// Reads `value` (a parsed JSON value) as a `T`.
-pub(crate) fn from_value<T: de::DeserializeOwned>(value: JsValue) -> Result<T, Invalid> {
-    T::deserialize(De(value))
+pub(crate) fn from_value<T: FromJson>(value: JsValue) -> Result<T, Invalid> {
+    T::from_json(&Js(value)).ok_or(Invalid)
 }
 
 /// Writes `value` as the JS value `JSON.stringify` turns into its JSON.
@@ -73,158 +47,41 @@ pub(crate) fn to_value(value: &impl Serialize) -> Result<JsValue, Invalid> {
     value.serialize(Ser)
 }
 
-/// Largest integer a JS number holds exactly (2^53 - 1).
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+/// A parsed JSON value (or any JS value: `undefined` reads as absent).
+pub(crate) struct Js(pub(crate) JsValue);
 
-struct De(JsValue);
-
-impl<'de> de::Deserializer<'de> for De {
-    type Error = Invalid;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        let v = self.0;
-        if let Some(s) = v.as_string() {
-            visitor.visit_string(s)
-        } else if let Some(n) = v.as_f64() {
-            if n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&n) {
-                visitor.visit_u64(n as u64)
-            } else if n.fract() == 0.0 && (-MAX_SAFE..0.0).contains(&n) {
-                visitor.visit_i64(n as i64)
-            } else {
-                visitor.visit_f64(n)
-            }
-        } else if let Some(b) = v.as_bool() {
-            visitor.visit_bool(b)
-        } else if v.is_null() || v.is_undefined() {
-            visitor.visit_unit()
-        } else if Array::is_array(&v) {
-            visitor.visit_seq(Seq { items: v.unchecked_into(), next: 0 })
-        } else if v.is_object() {
-            visitor.visit_map(Map { entries: Object::entries(v.unchecked_ref()), next: 0, value: None })
-        } else {
-            Err(Invalid)
-        }
+impl Json for Js {
+    fn member(&self, key: &str) -> Option<Js> {
+        // Reflect.get throws on a primitive: absent.
+        let value = Reflect::get(&self.0, &JsValue::from_str(key)).ok()?;
+        (!value.is_undefined()).then_some(Js(value))
     }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        if self.0.is_null() || self.0.is_undefined() { visitor.visit_none() } else { visitor.visit_some(self) }
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Invalid> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    /// Unit variants only (`"pending"`): the contract has no other enums
-    /// outside internally tagged ones, which serde reads through `any`.
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Invalid> {
-        let name = self.0.as_string().ok_or(Invalid)?;
-        visitor.visit_enum(IntoDeserializer::<Invalid>::into_deserializer(name))
-    }
-
-    // Each type asks for exactly what it reads, so that serde's derived
-    // visitors keep only the paths taken (a struct from an array, a field
-    // name as bytes... are left out of the .wasm).
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        visitor.visit_bool(self.0.as_bool().ok_or(Invalid)?)
-    }
-
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        let n = self.0.as_f64().filter(|n| n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(n)).ok_or(Invalid)?;
-        visitor.visit_u64(n as u64)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        self.deserialize_u64(visitor)
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        visitor.visit_string(self.0.as_string().ok_or(Invalid)?)
-    }
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        self.deserialize_string(visitor)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        visitor.visit_str(&self.0.as_string().ok_or(Invalid)?)
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        if !Array::is_array(&self.0) {
-            return Err(Invalid);
-        }
-        visitor.visit_seq(Seq { items: self.0.unchecked_into(), next: 0 })
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
+    fn entries(&self) -> Option<Vec<(String, Js)>> {
         if !self.0.is_object() || Array::is_array(&self.0) {
-            return Err(Invalid);
+            return None;
         }
-        visitor.visit_map(Map { entries: Object::entries(self.0.unchecked_ref()), next: 0, value: None })
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Invalid> {
-        self.deserialize_map(visitor)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        visitor.visit_unit()
-    }
-
-    serde::forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 u8 u16 u128 f32 f64 char
-        bytes byte_buf unit unit_struct tuple tuple_struct
-    }
-}
-
-struct Seq {
-    items: Array,
-    next: u32,
-}
-
-impl<'de> de::SeqAccess<'de> for Seq {
-    type Error = Invalid;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Invalid> {
-        if self.next >= self.items.length() {
-            return Ok(None);
+        let entries = Object::entries(self.0.unchecked_ref());
+        let mut out = Vec::with_capacity(entries.length() as usize);
+        for entry in entries.iter() {
+            let entry: Array = entry.unchecked_into();
+            out.push((entry.get(0).as_string()?, Js(entry.get(1))));
         }
-        self.next += 1;
-        seed.deserialize(De(self.items.get(self.next - 1))).map(Some)
+        Some(out)
     }
-}
-
-struct Map {
-    entries: Array,
-    next: u32,
-    value: Option<JsValue>,
-}
-
-impl<'de> de::MapAccess<'de> for Map {
-    type Error = Invalid;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Invalid> {
-        if self.next >= self.entries.length() {
-            return Ok(None);
-        }
-        let entry: Array = self.entries.get(self.next).unchecked_into();
-        self.next += 1;
-        self.value = Some(entry.get(1));
-        seed.deserialize(De(entry.get(0))).map(Some)
+    fn items(&self) -> Option<Vec<Js>> {
+        Array::is_array(&self.0).then(|| self.0.unchecked_ref::<Array>().iter().map(Js).collect())
     }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Invalid> {
-        seed.deserialize(De(self.value.take().ok_or(Invalid)?))
+    fn string(&self) -> Option<String> {
+        self.0.as_string()
+    }
+    fn number(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+    fn boolean(&self) -> Option<bool> {
+        self.0.as_bool()
+    }
+    fn is_null(&self) -> bool {
+        self.0.is_null()
     }
 }
 
