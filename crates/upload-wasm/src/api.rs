@@ -5,16 +5,23 @@
 
 use std::cell::RefCell;
 
-use gloo_net::http::{Method, RequestBuilder};
+use js_sys::{Object, Reflect};
 use serde::Serialize;
 use upload_core::read::FromJson;
 use upload_core::wire::ErrorBody;
 use wasm_bindgen::prelude::*;
+use web_sys::RequestInit;
 
 use crate::fail::{Fail, NETWORK, cat, num};
 use crate::json;
 use crate::policy::{Retry, Retryable, code_for_status, resolve_url};
 use crate::wait::sleep;
+
+/// An HTTP method, as `fetch` takes it.
+pub(crate) type Method = &'static str;
+pub(crate) const GET: Method = "GET";
+pub(crate) const POST: Method = "POST";
+pub(crate) const DELETE: Method = "DELETE";
 
 /// One upload API: its base URL and the bearer token for it.
 pub(crate) struct Api {
@@ -36,20 +43,28 @@ impl Api {
     /// the contract's error.
     pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&JsValue>) -> Result<JsValue, Fail> {
         let url = resolve_url(&self.endpoint, path);
-        let what = || cat(&[method.as_str(), " ", &url]);
-        let mut request = RequestBuilder::new(&url).method(method.clone());
-        if let Some(token) = self.token.borrow().as_deref() {
-            request = request.header("Authorization", &cat(&["Bearer ", token]));
-        }
-        let request = match body {
-            Some(body) => {
-                let text = js_sys::JSON::stringify(body).map(String::from).unwrap_or_default();
-                request.header("Content-Type", "application/json").body(text)
-            }
-            None => request.build(),
-        };
+        let what = || cat(&[method, " ", &url]);
         let unreachable = || Fail::new(NETWORK, cat(&[&what(), " failed"]));
-        let response = request.map_err(|_| unreachable())?.send().await.map_err(|_| unreachable())?;
+        // gloo-net's lightest path: the `web_sys::Request` is made here and
+        // sent and read by gloo-net's `Request` and `Response`. Its
+        // `RequestBuilder` would parse the URL once more to merge query
+        // parameters (there are none) with `format!`, linking `core::fmt`.
+        let init = RequestInit::new();
+        init.set_method(method);
+        let headers = Object::new();
+        let header = |name: &str, value: &str| {
+            let _ = Reflect::set(&headers, &name.into(), &value.into());
+        };
+        if let Some(token) = self.token.borrow().as_deref() {
+            header("Authorization", &cat(&["Bearer ", token]));
+        }
+        if let Some(body) = body {
+            header("Content-Type", "application/json");
+            init.set_body(&js_sys::JSON::stringify(body).map_err(|_| unreachable())?.into());
+        }
+        init.set_headers(&headers);
+        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(|_| unreachable())?;
+        let response = gloo_net::http::Request::from(request).send().await.map_err(|_| unreachable())?;
         let status = response.status();
         // A body that is not JSON (a proxy's page) reads as null.
         let json = match response.text().await {
@@ -77,7 +92,7 @@ impl Api {
     ) -> Result<JsValue, Fail> {
         let mut attempt = 1;
         loop {
-            match self.call(method.clone(), path, body).await {
+            match self.call(method, path, body).await {
                 Ok(json) => return Ok(json),
                 Err(fail) => match retry.after(&fail, kind, attempt) {
                     Some(ms) => sleep(ms).await,

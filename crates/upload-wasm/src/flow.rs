@@ -22,7 +22,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use gloo_net::http::Method;
 use js_sys::Function;
 use upload_core::ErrorCode;
 use upload_core::wire::{
@@ -32,7 +31,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{Blob, FormData};
 
-use crate::api::{from_js, to_js};
+use crate::api::{GET, Method, POST, from_js, to_js};
 use crate::fail::{ABORTED, CHECKSUM_MISMATCH, Fail, cat, num};
 use crate::hash::{HashModule, sum};
 use crate::policy::{self, Retryable, Verdict, judge, range_end};
@@ -540,7 +539,7 @@ impl Flow {
         s.signing = true;
         drop(s);
         let path = cat(&["/uploads/", &self.id, "/parts"]);
-        self.api(Method::POST, path, Some(to_js(&request)), Then::Signed(n, attempt));
+        self.api(POST, path, Some(to_js(&request)), Then::Signed(n, attempt));
     }
 
     fn put_part(self: &Rc<Self>, n: u32, attempt: u32, signed: &Rc<SignedUrl>) {
@@ -645,7 +644,7 @@ impl Flow {
                 let hidden = self.s.borrow().etags.iter().any(|e| e.as_deref().is_none_or(str::is_empty));
                 if multipart && hidden {
                     // The store's CORS rules hide ETag: ask the server, which lists the parts.
-                    return self.api(Method::GET, self.status_path(), None, Then::Listed);
+                    return self.api(GET, self.status_path(), None, Then::Listed);
                 }
                 self.complete();
             }
@@ -654,7 +653,7 @@ impl Flow {
                 self.spawn(
                     Box::pin(async move {
                         t.checkpoint().await?;
-                        client.call(Method::GET, &path, None).await
+                        client.call(GET, &path, None).await
                     }),
                     Then::Resumed,
                 );
@@ -676,7 +675,7 @@ impl Flow {
             }
         }
         drop(s);
-        self.api(Method::POST, self.complete_url.clone(), Some(to_js(&complete)), Then::Completed);
+        self.api(POST, self.complete_url.clone(), Some(to_js(&complete)), Then::Completed);
     }
 }
 

@@ -8,14 +8,13 @@
 
 use std::cell::RefCell;
 
-use gloo_net::http::Method;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use upload_core::wire::{CreateUpload, UploadPlan, UploadState, UploadStatus};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Blob;
 
-use crate::api::from_js;
+use crate::api::{GET, from_js};
 use crate::fail::{Fail, cat};
 use crate::upload::{Client, Started};
 
@@ -103,7 +102,7 @@ impl Extras {
         }
         let key = sum(module, &self.fingerprint(file, body)).await?;
         if let Some(id) = module.recall(&key) {
-            match client.api.call(Method::GET, &cat(&["/uploads/", &id]), None).await {
+            match client.api.call(GET, &cat(&["/uploads/", &id]), None).await {
                 Ok(json) => {
                     if let Ok(status) = from_js::<UploadStatus>(json, "upload")
                         && let (UploadState::Pending, UploadPlan::S3Multipart { part_count, .. }) =

@@ -19,14 +19,13 @@
 
 use std::rc::Rc;
 
-use gloo_net::http::Method;
 use js_sys::{Array, Function};
 use upload_core::wire::{CreatedUpload, UploadPlan};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Blob;
 
-use crate::api::Api;
+use crate::api::{Api, DELETE};
 use crate::fail::{ABORTED, Fail, NETWORK, cat};
 use crate::policy::Retry;
 use crate::task::{Shared, Sink, State, Task};
@@ -82,7 +81,7 @@ pub fn liveview_upload(name: &str, entries: Array, on_view_error: JsValue) {
                     // Free the owner's pending slot and what was stored; not
                     // when the server is out of reach.
                     if cancelled || !fail.is(NETWORK) {
-                        let _ = client.api.call(Method::DELETE, &cat(&["/uploads/", &id]), None).await;
+                        let _ = client.api.call(DELETE, &cat(&["/uploads/", &id]), None).await;
                     }
                 }
             }

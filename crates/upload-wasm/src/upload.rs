@@ -7,13 +7,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use gloo_net::http::Method;
 use js_sys::Promise;
 use upload_core::wire::{ClientConfig, CreateUpload, CreatedUpload, StoredPart, UploadPlan, UploaderKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
-use crate::api::{Api, from_js, to_js};
+use crate::api::{Api, DELETE, GET, Method, POST, from_js, to_js};
 use crate::fail::{ABORTED, Fail, NETWORK, cat};
 use crate::hash::Extras;
 use crate::policy::{self, Retryable};
@@ -137,9 +136,7 @@ impl Client {
             .get_or_insert_with(|| {
                 let (api, retry) = (self.api.clone(), self.shared.retry);
                 future_to_promise(async move {
-                    api.retrying(Method::GET, "/config", None, Retryable::Idempotent, &retry)
-                        .await
-                        .map_err(|f| f.to_js())
+                    api.retrying(GET, "/config", None, Retryable::Idempotent, &retry).await.map_err(|f| f.to_js())
                 })
             })
             .clone();
@@ -175,9 +172,7 @@ impl Client {
             Some(create) => app_create(create, body).await?,
             None => {
                 let body = Some(to_js(body));
-                self.api
-                    .retrying(Method::POST, "/uploads", body.as_ref(), Retryable::IfRefused, &self.shared.retry)
-                    .await?
+                self.api.retrying(POST, "/uploads", body.as_ref(), Retryable::IfRefused, &self.shared.retry).await?
             }
         };
         Ok(from_js::<CreatedUpload>(json, "upload")?.into())
@@ -224,7 +219,7 @@ pub(crate) async fn run(t: Rc<Task>, client: Rc<Client>, decl: Declaration) -> R
             && (cancelled || !fail.is(NETWORK))
         {
             forget(&client, &resume_key).await;
-            let _ = own.call(Method::DELETE, &cat(&["/uploads/", &id]), None).await;
+            let _ = own.call(DELETE, &cat(&["/uploads/", &id]), None).await;
         }
     }
     result
