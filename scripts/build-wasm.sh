@@ -4,9 +4,11 @@
 #   crates/upload-wasm/pkg-bundler  --target bundler  (for webpack, Vite, Rollup...)
 # with the size profile `wasm-release` (opt-level z, LTO, 1 codegen unit,
 # panic abort) and wasm-opt -Oz from the npm package binaryen@132 (Debian's
-# binaryen is too old to read current rustc output); the JS (wasm-bindgen's
-# glue and the one snippet, src/load_hash.js) is minified with terser, from
-# crates/upload-wasm/tools (installed here with `npm ci` when missing).
+# binaryen is too old to read current rustc output); the hashes taken out of
+# wasm-bindgen's generated names (crates/upload-wasm/tools/short-names.mjs);
+# the JS (wasm-bindgen's glue and the one snippet, src/load_hash.js) is
+# minified with terser, from crates/upload-wasm/tools (installed here with
+# `npm ci` when missing).
 # Tools: scripts/install-tools.sh.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,8 +43,15 @@ for target in web bundler; do
   # we run the pinned one ourselves below.
   wasm-pack build --mode no-install --no-opt --profile wasm-release --target "$target" --out-dir "$out" crates/upload-wasm
   wasm="crates/upload-wasm/$out/upload_wasm_bg.wasm"
-  "$wasm_opt" -Oz --converge --strip-debug --strip-producers --strip-target-features -o "$wasm.opt" "$wasm"
+  # --low-memory-unused: rustc's wasm32 layout puts the 1 MiB stack first,
+  # growing down to address 0, so the low 1 KiB is touched only by a stack
+  # 1 MiB deep, which would overflow a moment later anyway; knowing it
+  # lets wasm-opt fold address arithmetic into load/store offsets.
+  "$wasm_opt" -Oz --converge --low-memory-unused --strip-debug --strip-producers --strip-target-features -o "$wasm.opt" "$wasm"
   mv "$wasm.opt" "$wasm"
+  # wasm-bindgen's import and closure names without their hashes, in the
+  # .wasm and its glue alike (tools/short-names.mjs says why).
+  node "$tools/short-names.mjs" "$wasm" "crates/upload-wasm/$out"/upload_wasm*.js "crates/upload-wasm/$out"/*.d.ts
   # Minified as any shipped JS is (the sizes Uppy and others quote are
   # min + gzip); the .d.ts keeps the documentation. Class names are kept.
   # The lazily loaded part (checksums, resume): crates/upload-hash in $out/hash,
