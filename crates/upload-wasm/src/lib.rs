@@ -6,7 +6,8 @@
 //! See `README.md` for the JS API.
 //!
 //! All of it is Rust: API calls with gloo-net, answers read into
-//! upload-core's wire types with serde ([`api`]); the store's requests with
+//! upload-core's wire types by upload-core's readers, bodies written from
+//! them with serde ([`api`]); the store's requests with
 //! web-sys's `XMLHttpRequest` and `FormData` ([`task`]); an upload up to
 //! its creation ([`upload`]), then one explicit state machine per upload for
 //! the bytes, retries, pause, resume and complete ([`flow`]); the decisions ([`policy`]);
