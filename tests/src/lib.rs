@@ -1,13 +1,16 @@
 //! Test support: a real `upload-server` on a real port, in front of the
 //! embedded local store or of the Garage started by `scripts/test.sh` (its
-//! address comes in `TEST_S3_*`).
+//! address comes in `TEST_S3_*`), on SQLite or on the PostgreSQL that
+//! script starts (`TEST_POSTGRES_URL`, an admin connection: each test gets
+//! a database of its own).
 //!
 //! `cargo test` on a fresh clone needs nothing installed: it runs every test
 //! on the embedded store and lists each test that needs Garage as `ignored,
-//! needs Garage: scripts/test.sh runs it` (`#[ignore = "..."]` with that
-//! text). `scripts/test.sh` starts Garage and runs them with
-//! `cargo test -- --ignored`, where a missing store fails them. In this crate
-//! `#[ignore]` means exactly that, nothing else.
+//! needs Garage: scripts/test.sh runs it` and each that needs PostgreSQL
+//! too as `ignored, needs Garage and PostgreSQL: ...` (`#[ignore = "..."]`
+//! with that text). `scripts/test.sh` starts both and runs them with
+//! `cargo test -- --ignored`, where a missing store or database fails them.
+//! In this crate `#[ignore]` means exactly that, nothing else.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -26,8 +29,9 @@ fn env(name: &str) -> String {
 }
 
 /// Runs each listed `async fn(Backend)` once per backend, as
-/// `<name>::garage` (ignored: needs Garage, see the crate's docs) and
-/// `<name>::local`, so one suite covers both.
+/// `<name>::garage` (ignored: needs Garage, see the crate's docs),
+/// `<name>::garage_postgres` (ignored: needs Garage and PostgreSQL) and
+/// `<name>::local`, so one suite covers both stores and both databases.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -39,6 +43,11 @@ macro_rules! on_every_backend {
                     super::$name($crate::Backend::Garage).await
                 }
                 #[tokio::test]
+                #[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
+                async fn garage_postgres() {
+                    super::$name($crate::Backend::GaragePostgres).await
+                }
+                #[tokio::test]
                 async fn local() {
                     super::$name($crate::Backend::Local).await
                 }
@@ -47,13 +56,84 @@ macro_rules! on_every_backend {
     };
 }
 
-/// Where a test server keeps its objects.
+/// Where a test server keeps its objects and its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// The Garage started by `scripts/test.sh`.
+    /// The Garage started by `scripts/test.sh`, records in SQLite.
     Garage,
-    /// The embedded default: local disk, URLs served by the server itself.
+    /// That Garage, records in a fresh database of the PostgreSQL
+    /// `scripts/test.sh` starts.
+    GaragePostgres,
+    /// The embedded default: local disk, URLs served by the server itself;
+    /// records in SQLite.
     Local,
+}
+
+/// Where a test server keeps its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Garage: an S3-compatible store.
+    Garage,
+    /// The embedded local-disk store.
+    Local,
+}
+
+impl Backend {
+    /// The object store.
+    pub fn store(self) -> Store {
+        match self {
+            Backend::Garage | Backend::GaragePostgres => Store::Garage,
+            Backend::Local => Store::Local,
+        }
+    }
+
+    /// A new, empty database of this backend's kind, for servers that
+    /// share one: a SQLite file in the returned directory, or a database of
+    /// its own on the test PostgreSQL.
+    pub async fn fresh_database(self) -> (String, Option<tempfile::TempDir>) {
+        match self {
+            Backend::GaragePostgres => (fresh_postgres_database().await, None),
+            Backend::Garage | Backend::Local => {
+                let dir = tempfile::tempdir().unwrap();
+                (format!("sqlite://{}", dir.path().join("uploads.db").display()), Some(dir))
+            }
+        }
+    }
+}
+
+/// A new database with a random name on the PostgreSQL server
+/// `TEST_POSTGRES_URL` names (through that admin connection); its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection as _;
+    let admin = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_POSTGRES_URL is not set: this test needs PostgreSQL; run it with scripts/test.sh");
+    let name = format!("test_{:016x}{:08x}", rand_u64(), std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connecting to TEST_POSTGRES_URL");
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let _ = conn.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("TEST_POSTGRES_URL ends with /<database>");
+    format!("{base}/{name}")
+}
+
+/// Random enough for database names: the std hasher's random keys.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    hasher.finish()
+}
+
+/// Rows of `table` in the database at `url`, SQLite or PostgreSQL.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    use sqlx::Connection as _;
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+    }
 }
 
 /// A builder for `backend`, in JWT mode, with a fresh database in `data_dir`.
@@ -64,13 +144,13 @@ pub fn test_config(backend: Backend, data_dir: &std::path::Path, base: &str) -> 
         .data_dir(data_dir)
         .jwt_secret(JWT_SECRET)
         .rate_limit(0);
-    match backend {
-        Backend::Garage => builder
+    match backend.store() {
+        Store::Garage => builder
             .s3_bucket(env("TEST_S3_BUCKET"))
             .s3_endpoint(env("TEST_S3_ENDPOINT"))
             .s3_region(env("TEST_S3_REGION"))
             .s3_force_path_style(true),
-        Backend::Local => builder,
+        Store::Local => builder,
     }
 }
 
@@ -96,7 +176,11 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = customize(test_config(backend, dir.path(), &base)).build().unwrap();
+        let mut builder = test_config(backend, dir.path(), &base);
+        if backend == Backend::GaragePostgres {
+            builder = builder.database_url(fresh_postgres_database().await);
+        }
+        let config = customize(builder).build().unwrap();
         let state = AppState::from_config(config).await.unwrap();
         let router = app(state.clone());
         let task = tokio::spawn(async move {

@@ -1,5 +1,6 @@
-//! Two server instances on one SQLite file and one Garage bucket, as a
-//! deployment with two processes behind a load balancer would run: creates
+//! Two server instances on one database (one SQLite file, or one PostgreSQL
+//! database) and one Garage bucket, as a deployment with two processes
+//! behind a load balancer would run: creates
 //! on both at once all succeed, either instance completes, reads and lists
 //! what the other created, and their sweepers running at once expire every
 //! abandoned upload exactly once.
@@ -39,11 +40,20 @@ async fn create_many(server: &TestServer, owner: &str, n: usize) -> Vec<Result<V
 
 #[tokio::test]
 #[ignore = "needs Garage: scripts/test.sh runs it"]
-async fn two_instances_share_one_database() {
-    let db_dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", db_dir.path().join("uploads.db").display());
-    let a = TestServer::start(Backend::Garage, |c| c.database_url(&url).max_files(10_000)).await;
-    let b = TestServer::start(Backend::Garage, |c| c.database_url(&url).max_files(10_000)).await;
+async fn two_instances_share_one_database_on_sqlite() {
+    two_instances_share_one_database(Backend::Garage).await
+}
+
+#[tokio::test]
+#[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
+async fn two_instances_share_one_database_on_postgres() {
+    two_instances_share_one_database(Backend::GaragePostgres).await
+}
+
+async fn two_instances_share_one_database(backend: Backend) {
+    let (url, _dir) = backend.fresh_database().await;
+    let a = TestServer::start(backend, |c| c.database_url(&url).max_files(10_000)).await;
+    let b = TestServer::start(backend, |c| c.database_url(&url).max_files(10_000)).await;
 
     // Both writers busy at the same time: each must wait for the other's
     // transaction, never fail with "database is locked".

@@ -115,7 +115,7 @@ impl FromRequestParts<AppState> for Owner {
             ));
         }
         let owner = state.auth().authenticate(&parts.headers)?;
-        state.check_rate(&owner)?;
+        state.check_rate(&owner).await?;
         Ok(owner)
     }
 }

@@ -43,8 +43,11 @@ pub struct Config {
     pub public_url: String,
     /// Directory for the SQLite database and local objects.
     pub data_dir: PathBuf,
-    /// Metadata store URL (`sqlite://...`).
+    /// Metadata store URL (`sqlite://...` or `postgres://...`).
     pub database_url: String,
+    /// The data directory is a volume every instance shares, so the
+    /// embedded store may run on PostgreSQL (`UPLOAD_LOCAL_SHARED_VOLUME`).
+    pub local_shared_volume: bool,
     /// Object storage.
     pub storage: StorageConfig,
     /// HS256 secret for bearer tokens (at least 32
@@ -93,6 +96,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The database URL without its password, for messages and logs.
+    pub fn database_target(&self) -> String {
+        crate::db::redacted(&self.database_url)
+    }
+
     /// A builder with every default.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder::default()
@@ -107,6 +115,7 @@ pub struct ConfigBuilder {
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    local_shared_volume: Option<bool>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
@@ -157,7 +166,12 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("UPLOAD_LISTEN", "address to bind", "127.0.0.1:8080"),
     var("UPLOAD_PUBLIC_URL", "base URL browsers reach this server at", "http://UPLOAD_LISTEN"),
     var("UPLOAD_DATA_DIR", "SQLite database and local objects", "./data"),
-    var("UPLOAD_DATABASE_URL", "metadata store (sqlite://...)", "UPLOAD_DATA_DIR/uploads.db"),
+    var("UPLOAD_DATABASE_URL", "metadata store: sqlite://... or postgres://...", "UPLOAD_DATA_DIR/uploads.db"),
+    var(
+        "UPLOAD_LOCAL_SHARED_VOLUME",
+        "true: UPLOAD_DATA_DIR is a volume every instance shares (the local store on PostgreSQL)",
+        "false",
+    ),
     var("UPLOAD_S3_BUCKET", "use this S3 bucket instead of local disk", "unset: local disk"),
     var("UPLOAD_S3_ENDPOINT", "S3-compatible endpoint", "AWS"),
     var("UPLOAD_S3_REGION", "region (AWS_REGION also works)", "us-east-1"),
@@ -211,7 +225,8 @@ impl ConfigBuilder {
     /// | `UPLOAD_LISTEN` | address to bind | `127.0.0.1:8080` |
     /// | `UPLOAD_PUBLIC_URL` | base URL browsers reach this server at | `http://UPLOAD_LISTEN` |
     /// | `UPLOAD_DATA_DIR` | SQLite database and local objects | `./data` |
-    /// | `UPLOAD_DATABASE_URL` | metadata store (`sqlite://...`) | `UPLOAD_DATA_DIR/uploads.db` |
+    /// | `UPLOAD_DATABASE_URL` | metadata store: `sqlite://...` or `postgres://user:password@host/db` | `UPLOAD_DATA_DIR/uploads.db` |
+    /// | `UPLOAD_LOCAL_SHARED_VOLUME` | `true`: `UPLOAD_DATA_DIR` is a volume every instance shares, so the embedded store may run on PostgreSQL | `false` |
     /// | `UPLOAD_S3_BUCKET` | use this S3 bucket instead of local disk | unset |
     /// | `UPLOAD_S3_ENDPOINT` | S3-compatible endpoint | AWS |
     /// | `UPLOAD_S3_REGION` | region | `us-east-1` |
@@ -245,6 +260,7 @@ impl ConfigBuilder {
             public_url: env("UPLOAD_PUBLIC_URL"),
             data_dir: env("UPLOAD_DATA_DIR").map(PathBuf::from),
             database_url: env("UPLOAD_DATABASE_URL"),
+            local_shared_volume: env_parse("UPLOAD_LOCAL_SHARED_VOLUME")?,
             s3_bucket: env("UPLOAD_S3_BUCKET"),
             s3_endpoint: env("UPLOAD_S3_ENDPOINT"),
             s3_region: env("UPLOAD_S3_REGION").or_else(|| env("AWS_REGION")),
@@ -292,6 +308,12 @@ impl ConfigBuilder {
     /// Metadata store URL.
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());
+        self
+    }
+    /// The data directory is a volume every instance shares (see
+    /// [`Config::local_shared_volume`]).
+    pub fn local_shared_volume(mut self, shared: bool) -> Self {
+        self.local_shared_volume = Some(shared);
         self
     }
     /// Use this S3 bucket.
@@ -425,6 +447,8 @@ impl ConfigBuilder {
         check_identity(self.jwt_secret.as_deref(), dev_mode, listen)?;
         let (data_dir, database_url) = self.database()?;
         let storage = self.storage();
+        let local_shared_volume = self.local_shared_volume.unwrap_or(false);
+        check_local_store(&storage, &database_url, local_shared_volume)?;
         let constraints = self.constraints()?;
         let url_ttl = self.url_ttl()?;
         let (part_size, multipart_threshold) = self.multipart_sizes()?;
@@ -438,6 +462,7 @@ impl ConfigBuilder {
             public_url,
             data_dir,
             database_url,
+            local_shared_volume,
             storage,
             jwt_secret: self.jwt_secret,
             jwt_audience: self.jwt_audience,
@@ -500,8 +525,11 @@ impl ConfigBuilder {
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data"));
         let database_url =
             self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("uploads.db").display()));
-        if !database_url.starts_with("sqlite:") {
-            return Err(config_error("UPLOAD_DATABASE_URL", "only sqlite:// URLs are supported"));
+        if !database_url.starts_with("sqlite:") && !crate::db::is_postgres(&database_url) {
+            return Err(config_error(
+                "UPLOAD_DATABASE_URL",
+                format!("`{}` is neither sqlite://... nor postgres://...", crate::db::redacted(&database_url)),
+            ));
         }
         Ok((data_dir, database_url))
     }
@@ -610,6 +638,23 @@ impl ConfigBuilder {
     }
 }
 
+/// The embedded store keeps objects on this machine's disk, while a
+/// PostgreSQL database is there for instances on several machines: each would
+/// record files the others cannot serve. Only a data directory every
+/// instance shares (NFS, a cluster file system) makes that work, and the
+/// server cannot tell, so it must be told.
+fn check_local_store(storage: &StorageConfig, database_url: &str, shared: bool) -> Result<(), ConfigError> {
+    if matches!(storage, StorageConfig::Local) && crate::db::is_postgres(database_url) && !shared {
+        return Err(config_error(
+            "UPLOAD_LOCAL_SHARED_VOLUME",
+            "the embedded local-disk store keeps objects on this machine only, but the database is PostgreSQL, \
+             where instances on other machines would record files this disk does not have: set UPLOAD_S3_BUCKET, \
+             or UPLOAD_LOCAL_SHARED_VOLUME=true if UPLOAD_DATA_DIR is a volume every instance shares",
+        ));
+    }
+    Ok(())
+}
+
 /// Shortest accepted `UPLOAD_JWT_SECRET`: an HS256 key should be as long as
 /// the hash (RFC 7518 3.2), and a short one can be brute-forced offline from
 /// any token.
@@ -703,12 +748,27 @@ mod tests {
             (Config::builder().cors_origins(vec!["app.example".into()]), "UPLOAD_CORS_ORIGINS"),
             (Config::builder().database_url("mysql://x"), "UPLOAD_DATABASE_URL"),
             (Config::builder().request_timeout_secs(0), "UPLOAD_REQUEST_TIMEOUT"),
+            (Config::builder().database_url("postgres://u:p@db.example/up"), "UPLOAD_LOCAL_SHARED_VOLUME"),
             (Config::builder().webhook("https://h.example", "whsec_c2hvcnQ="), "UPLOAD_WEBHOOK_SECRET"),
             (Config::builder().webhook("h.example", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "UPLOAD_WEBHOOK_URL"),
         ];
         for (builder, variable) in cases {
             assert_eq!(builder.build().unwrap_err().variable, variable);
         }
+    }
+
+    /// The embedded store runs on PostgreSQL only when told the data
+    /// directory is shared, and a refused URL's message keeps its password.
+    #[test]
+    fn the_local_store_on_postgres_needs_a_shared_volume() {
+        let url = "postgres://upload:hunter2@db.example:5432/uploads";
+        let refused = Config::builder().database_url(url).build().unwrap_err();
+        assert!(refused.reason.contains("UPLOAD_LOCAL_SHARED_VOLUME=true"), "{refused}");
+        let shared = Config::builder().database_url(url).local_shared_volume(true).build().unwrap();
+        assert!(shared.local_shared_volume);
+        assert!(Config::builder().database_url(url).s3_bucket("b").build().is_ok());
+        let bad = Config::builder().database_url("mysql://upload:hunter2@db.example/x").build().unwrap_err();
+        assert!(!bad.to_string().contains("hunter2"), "{bad}");
     }
 
     /// Development identity never happens by accident: not on a public

@@ -121,6 +121,14 @@ impl ApiError {
         }
     }
 
+    /// 503 `storage_unavailable`: the database did not answer; the cause is kept for the log.
+    pub fn database_unavailable(source: impl Into<BoxError>) -> Self {
+        ApiError {
+            source: Some(source.into()),
+            ..ApiError::new(ErrorCode::StorageUnavailable, "the database did not answer; try again shortly")
+        }
+    }
+
     /// 503 `storage_unavailable` for a request that did not finish within
     /// `limit`: what does not answer is a dependency (the store, the
     /// database's lock), and the client may try again.
@@ -156,9 +164,12 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// A database that did not answer is a dependency down, as a store that
+/// does not answer is: 503 `storage_unavailable`, which clients retry. A
+/// statement it refused is a bug: 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(e)
+        if crate::db::is_unavailable(&e) { ApiError::database_unavailable(e) } else { ApiError::internal(e) }
     }
 }
 

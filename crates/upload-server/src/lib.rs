@@ -39,7 +39,7 @@ use axum::Router;
 
 use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
 pub use crate::config::{Config, ConfigBuilder, ConfigError, ENV_VARIABLES, EnvVariable, StorageConfig};
-pub use crate::db::Db;
+pub use crate::db::{ConnectError, Db};
 pub use crate::error::{ApiError, ApiResult};
 use crate::hooks::{NoHooks, UploadHooks};
 use crate::metrics::{MeteredStorage, Metrics};
@@ -65,8 +65,11 @@ pub enum StartError {
     /// The object store could not be reached or opened.
     #[error("opening the object store")]
     Storage(#[from] StorageError),
-    /// The database could not be opened or migrated.
-    #[error("opening the database")]
+    /// The database could not be reached, or its migrations do not match.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The database answered but refused to be set up.
+    #[error("setting up the database")]
     Database(#[from] sqlx::Error),
 }
 
@@ -179,14 +182,18 @@ impl AppState {
         &self.inner.metrics
     }
 
-    pub(crate) fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {
-        self.inner.limiter.check(&owner.0)
+    pub(crate) async fn check_rate(&self, owner: &Owner) -> Result<(), ApiError> {
+        self.inner.limiter.check(&self.inner.db, &owner.0).await
+    }
+
+    pub(crate) fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
     }
 
     /// Charges `extra` requests more to the owner's rate limit (a batch's
     /// files beyond the one its request was charged for).
-    pub(crate) fn charge_rate(&self, owner: &Owner, extra: u32) {
-        self.inner.limiter.charge_more(&owner.0, extra)
+    pub(crate) async fn charge_rate(&self, owner: &Owner, extra: u32) -> Result<(), ApiError> {
+        self.inner.limiter.charge_more(&self.inner.db, &owner.0, extra).await
     }
 }
 

@@ -199,13 +199,16 @@ async fn check(config: Config) -> ExitCode {
             .map(|()| format!("data directory {}", config.data_dir.display()))
             .map_err(|e| format!("the data directory {} cannot be created: {e}", config.data_dir.display())),
     );
+    let target = config.database_target();
     let database = match upload_server::Db::connect(&config.database_url).await {
-        Ok(db) => {
-            db.ping().await.map(|()| format!("database {} opens, is migrated and takes writes", config.database_url))
-        }
-        Err(e) => Err(e),
+        Ok(db) => db
+            .ping()
+            .await
+            .map(|()| format!("database {target} opens, is migrated and takes writes"))
+            .map_err(|e| format!("the database {target} cannot be used: {}", causes(&e.into()))),
+        Err(e) => Err(causes(&e.into())),
     };
-    report(database.map_err(|e| format!("the database {} cannot be used: {}", config.database_url, causes(&e.into()))));
+    report(database);
     match &config.storage {
         StorageConfig::Local => {
             let root = config.data_dir.join("storage");

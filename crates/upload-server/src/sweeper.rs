@@ -62,6 +62,9 @@ pub async fn sweep_until(state: &AppState, cutoff_ms: i64) -> Result<SweepReport
         }
     }
     state.storage().housekeeping().await;
+    // Rate limits' buckets that have refilled are as good as none: the
+    // table keeps only the owners of the last few seconds.
+    state.rate_limiter().forget_full_buckets(db).await?;
     state.metrics().sweep(&report);
     Ok(report)
 }

@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for UploadAccess {
         let Path(id) =
             Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::not_found("upload"))?;
         let owner = state.upload_tokens().verify(&token, &id)?;
-        state.check_rate(&owner)?;
+        state.check_rate(&owner).await?;
         Ok(UploadAccess(owner))
     }
 }

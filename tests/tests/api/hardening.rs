@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use upload_tests::{
-    Backend, Client, TestServer, bytes, expect_error, json_ok, on_every_backend, post_form, sha256_b64,
+    Backend, Client, Store, TestServer, bytes, expect_error, json_ok, on_every_backend, post_form, sha256_b64,
 };
 
 async fn create_with(client: &Client<'_>, body: Value) -> Value {
@@ -42,7 +42,7 @@ async fn a_form_replayed_after_complete_changes_nothing(backend: Backend) {
     let stored = download(&server, &client, id).await.bytes().await.unwrap();
     assert_eq!(sha256_b64(&stored), sha256_b64(&data), "the recorded file's bytes changed");
 
-    if backend == Backend::Local {
+    if backend.store() == Store::Local {
         // No digest declared: the embedded store still refuses the replay,
         // even with the very same bytes.
         let upload = create_with(&client, json!({"name": "s.bin", "size": data.len()})).await;
@@ -164,7 +164,7 @@ async fn a_text_html_download_is_served_inert(backend: Backend) {
     let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
     let disposition = header("content-disposition").unwrap_or_default();
     assert!(disposition.starts_with("attachment;"), "served inline: {disposition:?}");
-    if backend == Backend::Local {
+    if backend.store() == Store::Local {
         assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
         let csp = header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("sandbox") && csp.contains("default-src 'none'"), "no sandbox: {csp:?}");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use upload_tests::{Backend, Client, TestServer, bytes, on_every_backend, post_form};
+use upload_tests::{Backend, Client, Store, TestServer, bytes, on_every_backend, post_form};
 
 const MIB: usize = 1024 * 1024;
 const METRICS_TOKEN: &str = "openapi-test-scrape";
@@ -277,15 +277,15 @@ async fn every_answer_fits_the_document(backend: Backend) {
     // Chunked: a session on the local store; S3 cannot offer one (400).
     let chunked =
         alice.post("/uploads", json!({"name": "c.txt", "size": 10, "type": "text/plain", "uploader": "Chunked"})).await;
-    match backend {
-        Backend::Local => {
+    match backend.store() {
+        Store::Local => {
             let session = spec.expect("post", "/api/v1/uploads", chunked, 201).await;
             assert_eq!(session["upload"]["uploader"], "Chunked");
             let cid = session["id"].as_str().unwrap();
             spec.expect("get", &api(&format!("/uploads/{cid}")), alice.get(&format!("/uploads/{cid}")).await, 200)
                 .await;
         }
-        Backend::Garage => {
+        Store::Garage => {
             spec.expect("post", "/api/v1/uploads", chunked, 400).await;
         }
     }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use upload_tests::{Backend, Client, TestServer, bytes, expect_error, json_ok, on_every_backend, post_form};
+use upload_tests::{Backend, Client, Store, TestServer, bytes, expect_error, json_ok, on_every_backend, post_form};
 
 /// Posts the form with `overrides` and `file`, expects the store to refuse it,
 /// then checks nothing was stored or recorded.
@@ -95,9 +95,9 @@ async fn a_tampered_part_url_is_refused(backend: Backend) {
     let signed =
         json_ok(client.post(&format!("/uploads/{id}/parts"), json!({"part_numbers": [1]})).await, StatusCode::OK).await;
     let signed_url = signed["parts"][0]["url"].as_str().unwrap();
-    let url = match backend {
-        Backend::Garage => signed_url.replace("partNumber=1", "partNumber=2"),
-        Backend::Local => signed_url.replace("/1?", "/2?"),
+    let url = match backend.store() {
+        Store::Garage => signed_url.replace("partNumber=1", "partNumber=2"),
+        Store::Local => signed_url.replace("/1?", "/2?"),
     };
     assert_ne!(url, signed_url);
     let response = server.http.put(url).body(bytes(MIB, 7)).send().await.unwrap();

@@ -82,8 +82,7 @@ fn verify(delivery: &Delivery) {
 
 async fn events_survive_a_restart_and_arrive_once_signed(backend: Backend) {
     let hook = receiver(1).await;
-    let shared = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", shared.path().join("shared.db").display());
+    let (database, _shared) = backend.fresh_database().await;
     let configure = |c: upload_server::ConfigBuilder| {
         c.database_url(&database).webhook(&hook.url, SECRET).accept(vec!["image/*".into()]).sweep_interval_secs(0)
     };
@@ -181,10 +180,7 @@ async fn no_webhook_no_events(backend: Backend) {
     json_ok(alice.post(&format!("/uploads/{id}/complete"), json!({})).await, StatusCode::OK).await;
     let report = upload_server::webhooks::deliver_due(&server.state, "test").await.unwrap();
     assert_eq!(report, Default::default());
-    let database = server.state.config().database_url.clone();
-    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&pool).await.unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(upload_tests::count_rows(&server.state.config().database_url, "webhook_outbox").await, 0);
 }
 
 on_every_backend!(events_survive_a_restart_and_arrive_once_signed, no_webhook_no_events);

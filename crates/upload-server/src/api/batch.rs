@@ -48,7 +48,7 @@ pub(crate) async fn create(
     owner: Owner,
     ApiJson(request): ApiJson<CreateUploads>,
 ) -> ApiResult<Json<CreatedUploads>> {
-    charge(&state, &owner, request.files.len())?;
+    charge(&state, &owner, request.files.len()).await?;
     let uploads = stream::iter(request.files)
         .map(|file| {
             let (state, owner) = (&state, &owner);
@@ -83,7 +83,7 @@ pub(crate) async fn complete(
     owner: Owner,
     ApiJson(request): ApiJson<CompleteUploads>,
 ) -> ApiResult<Json<CompletedUploads>> {
-    charge(&state, &owner, request.uploads.len())?;
+    charge(&state, &owner, request.uploads.len()).await?;
     // Two completions of one upload in one batch would race each other for
     // nothing: the caller has made a mistake worth telling.
     let mut seen = BTreeSet::new();
@@ -107,10 +107,9 @@ pub(crate) async fn complete(
 
 /// Refuses an empty or oversized batch; charges the owner's rate limit one
 /// request per file (the request itself was charged for one).
-fn charge(state: &AppState, owner: &Owner, files: usize) -> ApiResult<()> {
+async fn charge(state: &AppState, owner: &Owner, files: usize) -> ApiResult<()> {
     if files == 0 || files > MAX_FILES_PER_BATCH {
         return Err(ApiError::invalid(format!("a batch holds 1 to {MAX_FILES_PER_BATCH} files, not {files}")));
     }
-    state.charge_rate(owner, (files - 1) as u32);
-    Ok(())
+    state.charge_rate(owner, (files - 1) as u32).await
 }

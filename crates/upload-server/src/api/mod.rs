@@ -117,7 +117,9 @@ async fn client_config(State(state): State<AppState>) -> Json<ClientConfig> {
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.db().ping().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        // 503 while the database does not answer (a balancer takes the
+        // instance out), 500 for anything else that stops writes.
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

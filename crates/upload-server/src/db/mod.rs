@@ -1,133 +1,274 @@
-//! Metadata in SQLite: uploads with their state machine, and files.
+//! Metadata: uploads with their state machine, files, the webhook outbox and
+//! the rate limits' buckets, behind one seam ([`Database`]) with two
+//! implementations: SQLite, the embedded default (`sqlite`), and PostgreSQL
+//! for several instances on several machines (`postgres`), chosen by the
+//! URL's scheme. [`Db`] is the handle the rest of the server holds.
 //!
-//! Split by concern: `rows` (the rows and their columns), this module (the
-//! queries, and completing an upload), `writer` (the group-commit writer of
-//! new uploads), `checkpoint` (the WAL checkpointer beside it).
+//! Shared by both: `rows` (the rows and their columns) and `outbox` (the
+//! outbox's rows). Each implementation keeps its own migrations
+//! (`migrations/` for SQLite, `migrations-postgres/`), with the same tables,
+//! the same CHECKs on a row's plan columns, the same `owner_pending` counter
+//! and the same outbox triggers.
 //!
-//! Every query a request handler makes names the owner too, so a handler
-//! cannot reach another owner's row by id. The sweeper's queries act for no
-//! user: they select abandoned uploads of every owner by state and time,
-//! then change each by id. State changes are
-//! compare-and-set (`WHERE state = 'pending'`), so two requests racing on one
-//! upload (or two server instances) never both win.
+//! What both guarantee, whatever the number of instances on one database:
+//! - Every query a request handler makes names the owner too, so a handler
+//!   cannot reach another owner's row by id. The sweeper's queries act for
+//!   no user: they select abandoned uploads of every owner by state and
+//!   time, then change each by id.
+//! - State changes are compare-and-set (`WHERE state = 'pending'`), so two
+//!   requests racing on one upload (or two instances) never both win.
+//! - An owner's pending uploads never exceed the limit, however many creates
+//!   race on however many instances.
+//! - A handler's future may be dropped at any await (its client went away,
+//!   the request timed out): no connection goes back to a pool inside an
+//!   open transaction, and a transaction cut short is rolled back whole.
+//! - Connection-level failures (the database down, unreachable, restarting)
+//!   are errors that [`is_unavailable`] recognises, answered 503; the pools
+//!   reconnect once it is back.
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use async_trait::async_trait;
 use upload_core::wire::UploadState;
 
 use crate::id::UploadId;
-use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
 pub(crate) use outbox::OutboxRow;
-use rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
 pub(crate) use rows::{FileRow, UploadRow};
-use writer::Inserts;
 
-mod checkpoint;
 mod outbox;
+mod postgres;
 mod rows;
-mod writer;
+mod sqlite;
 
-/// A handle on the metadata store; cheap to clone.
-///
-/// SQLite has one writer at a time. Rather than letting several connections
-/// fight for the write lock (and sleep in the busy handler, which is what
-/// makes p99 latencies explode under load), every write goes through one
-/// connection, and new uploads, the hot path, are batched by a writer task:
-/// whatever arrives while a transaction commits goes into the next one
-/// (group commit). Reads use a pool of their own; WAL lets them run beside
-/// the writer.
-#[derive(Clone, Debug)]
-pub struct Db {
-    read: SqlitePool,
-    write: SqlitePool,
-    inserts: Inserts,
+/// What the server asks of its database. Every method is one atomic step;
+/// see the module's documentation for what both implementations guarantee.
+#[async_trait]
+pub(crate) trait Database: Send + Sync + std::fmt::Debug {
+    /// New uploads queued and not yet written (for `/metrics`; 0 where
+    /// nothing is queued).
+    fn writer_queue_depth(&self) -> usize {
+        0
+    }
+
+    /// Uploads of this owner still pending and inside their window, counted
+    /// up to `limit`: callers only need to know whether the limit is reached.
+    async fn count_pending(&self, owner: &str, now_ms: i64, limit: u32) -> Result<u64, sqlx::Error>;
+
+    /// Inserts a pending upload unless the owner already has `max_pending`
+    /// pending ones inside their window; concurrent creates cannot
+    /// overshoot. Returns whether it was inserted.
+    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error>;
+
+    /// One upload of this owner.
+    async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error>;
+
+    /// Moves a pending upload of this owner to `to`. Returns false when it
+    /// was no longer pending.
+    async fn finish_pending(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        to: UploadState,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error>;
+
+    /// Marks the upload completed and records its file, atomically. Returns
+    /// false (and changes nothing) when the upload was no longer pending.
+    async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error>;
+
+    /// One file of this owner.
+    async fn file(&self, owner: &str, id: &UploadId) -> Result<Option<FileRow>, sqlx::Error>;
+
+    /// A page of this owner's files, newest first, after `cursor` (the
+    /// `(created_at, id)` of the last file of the previous page).
+    async fn list_files(
+        &self,
+        owner: &str,
+        limit: u32,
+        cursor: Option<(i64, &str)>,
+    ) -> Result<Vec<FileRow>, sqlx::Error>;
+
+    /// Deletes a file record. Returns whether there was one.
+    async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error>;
+
+    /// Pending uploads whose window closed before `before_ms`, oldest first.
+    async fn overdue_pending(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error>;
+
+    /// Claims an overdue pending upload for cleanup (pending -> expired,
+    /// cleanup pending). Returns false when another request or instance got
+    /// there first.
+    async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error>;
+
+    /// Expired uploads whose cleanup was claimed before `before_ms` and never finished.
+    async fn stale_cleanups(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error>;
+
+    /// Re-claims a stale cleanup (compare-and-set on its timestamp).
+    async fn touch_cleanup(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error>;
+
+    /// Marks an upload's storage clean.
+    async fn finish_cleanup(&self, id: &UploadId) -> Result<(), sqlx::Error>;
+
+    /// Takes `cost` tokens from `owner`'s bucket (`rate` per second, at most
+    /// `burst`), refilled for the time since its last use. With
+    /// `may_refuse`, returns false and takes nothing when the bucket holds
+    /// less than one token; without, it always takes (into debt).
+    async fn take_tokens(
+        &self,
+        owner: &str,
+        cost: f64,
+        may_refuse: bool,
+        rate: f64,
+        burst: f64,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error>;
+
+    /// Deletes the buckets that have refilled by `now_ms` (a full bucket is
+    /// what a missing one starts as); returns how many.
+    async fn forget_full_buckets(&self, rate: f64, burst: f64, now_ms: i64) -> Result<u64, sqlx::Error>;
+
+    /// Checks the database answers and takes writes.
+    async fn ping(&self) -> Result<(), sqlx::Error>;
+
+    /// Turns writing webhook events on or off for this database.
+    async fn set_webhooks_enabled(&self, on: bool) -> Result<(), sqlx::Error>;
+
+    /// Claims up to `limit` due events for `deliverer` until `lease_until`
+    /// (unix ms), oldest first: due, neither delivered nor given up, and
+    /// not under another deliverer's live lease. One deliverer holds an
+    /// event at a time, however many instances claim at once.
+    async fn claim_events(
+        &self,
+        deliverer: &str,
+        now_ms: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error>;
+
+    /// Records the outcome of an attempt by `deliverer` (only while it
+    /// still holds the lease): delivered, or the next attempt at `retry_at`,
+    /// or given up when that is `None`.
+    async fn finish_attempt(
+        &self,
+        id: &str,
+        deliverer: &str,
+        now_ms: i64,
+        outcome: Result<(), (String, Option<i64>)>,
+    ) -> Result<(), sqlx::Error>;
+
+    /// Whether any event is due and unclaimed (a read, for the deliverer's polls).
+    async fn events_due(&self, now_ms: i64) -> Result<bool, sqlx::Error>;
+
+    /// Events neither delivered nor given up (for `/metrics`).
+    async fn undelivered_events(&self) -> Result<i64, sqlx::Error>;
 }
 
-/// How every write transaction begins: with the write lock taken at once.
-/// A deferred transaction that reads first and then writes cannot wait for
-/// another writer (the WAL checkpointer's RESTART, another server instance):
-/// SQLite fails it with "database is locked" at once, since its snapshot
-/// would be stale. An immediate one waits in the busy handler instead.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// A handle on the metadata store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db(Arc<dyn Database>);
+
+/// Why [`Db::connect`] could not open the database. Each message names the
+/// database by [`redacted`] URL, never with its password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Not a URL of a database this server runs on.
+    #[error("UPLOAD_DATABASE_URL: `{0}` is neither sqlite:// nor postgres://")]
+    Scheme(String),
+    /// The database did not answer (down, unreachable, refused the login).
+    #[error("the database at {target} cannot be reached")]
+    Unreachable {
+        /// The URL without its password.
+        target: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Its migrations are not the ones this version knows: it was migrated
+    /// by a newer version, or a migration was changed after it was applied.
+    #[error("the database at {target} does not match this version of upload-server: {reason}")]
+    Migrations {
+        /// The URL without its password.
+        target: String,
+        /// What does not match, and what to do.
+        reason: String,
+        /// The migrator's own error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// Opened, but could not be prepared (migrated, configured).
+    #[error("the database at {target} could not be prepared")]
+    Setup {
+        /// The URL without its password.
+        target: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+}
+
+impl ConnectError {
+    fn from_migrate(target: String, e: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError;
+        if let MigrateError::Execute(inner) = &e
+            && is_unavailable(inner)
+        {
+            return ConnectError::Unreachable { target, source: sqlx::Error::Migrate(Box::new(e)) };
+        }
+        let reason = match &e {
+            MigrateError::VersionMissing(v) => format!(
+                "it was migrated by a newer version (migration {v} is unknown to this one); run that version or a newer one"
+            ),
+            MigrateError::VersionMismatch(v) => {
+                format!("migration {v} was changed after it was applied; restore it as released")
+            }
+            MigrateError::VersionNotPresent(v) => format!("migration {v} is not recorded as applied"),
+            MigrateError::Dirty(v) => {
+                format!("migration {v} was left half-applied; repair the database by hand, then start again")
+            }
+            other => format!("migrating it failed: {other}"),
+        };
+        ConnectError::Migrations { target, reason, source: e }
+    }
+}
 
 impl Db {
-    /// Opens (creating if missing) and migrates the database. WAL mode, so
-    /// readers never wait for the writer.
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        // The writer never checkpoints: a checkpoint copies the WAL into the
-        // database and syncs it, tens of milliseconds during which every
-        // create would wait on the writer. A connection of its own does it
-        // beside the writer (PASSIVE checkpoints take no write lock).
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            // Once the WAL starts over, its file is cut back to 64 MiB.
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", "67108864"))
-            .await?;
-        sqlx::migrate!("./migrations").run(&write).await?;
-        // A RESTART checkpoint holds new writes back while it waits for older
-        // readers to finish: it waits a quarter of a second at most, then
-        // gives up until the next tick.
-        let checkpoints = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone().busy_timeout(CHECKPOINT_EVERY))
-            .await?;
-        let read = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        let inserts = Inserts::spawn(write.clone());
-        tokio::spawn(checkpoint_wal(checkpoints, inserts.in_use()));
-        Ok(Db { read, write, inserts })
+    /// Opens and migrates the database `url` names: `sqlite://...` (created
+    /// if missing) or `postgres://...` (`postgresql://` too).
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        let database: Arc<dyn Database> = if url.starts_with("sqlite:") {
+            Arc::new(sqlite::SqliteDb::connect(url).await?)
+        } else if is_postgres(url) {
+            Arc::new(postgres::PostgresDb::connect(url).await?)
+        } else {
+            return Err(ConnectError::Scheme(redacted(url)));
+        };
+        Ok(Db(database))
     }
 
     /// New uploads queued for the writer's next batch (for `/metrics`).
     pub(crate) fn writer_queue_depth(&self) -> usize {
-        self.inserts.queue_depth()
+        self.0.writer_queue_depth()
     }
 
     /// Uploads of this owner still pending and inside their window.
     /// Counts at most `limit`: callers only need to know whether the limit is reached.
     pub async fn count_pending(&self, owner: &str, now_ms: i64, limit: u32) -> Result<u64, sqlx::Error> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' AND expires_at > ? LIMIT ?)",
-        )
-        .bind(owner)
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .fetch_one(&self.read)
-        .await?;
-        Ok(count as u64)
+        self.0.count_pending(owner, now_ms, limit).await
     }
 
-    /// Inserts a pending upload unless the owner already has `max_pending`
-    /// pending ones; the count and the insert are one statement, so
-    /// concurrent requests cannot overshoot. Returns whether it was inserted.
+    /// See [`Database::insert_upload`].
     pub(crate) async fn insert_upload(
         &self,
         row: UploadRow,
         max_pending: u32,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        self.inserts.insert(row, max_pending, now_ms).await
+        self.0.insert_upload(row, max_pending, now_ms).await
     }
 
-    /// One upload of this owner.
+    /// See [`Database::upload`].
     pub(crate) async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND owner = ?"))
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.read)
-            .await
+        self.0.upload(owner, id).await
     }
 
-    /// Moves a pending upload of this owner to `to`. Returns false when it
-    /// was no longer pending.
+    /// See [`Database::finish_pending`].
     pub(crate) async fn finish_pending(
         &self,
         owner: &str,
@@ -135,431 +276,169 @@ impl Db {
         to: UploadState,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'",
-        )
-        .bind(to.as_str())
-        .bind(now_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.0.finish_pending(owner, id, to, now_ms).await
     }
 
-    /// Marks the upload completed and records its file, in one transaction.
-    /// Returns false (and changes nothing) when the upload was no longer pending.
-    ///
-    /// Cancel-safe: the transaction runs on a task of its own. The handler's
-    /// future is dropped when its client disconnects, and a drop between
-    /// `BEGIN` and `COMMIT` (sent as one string, sqlx does not know of the
-    /// transaction) would put the one write connection back in the pool
-    /// inside an open transaction: every later write would "succeed" inside
-    /// it and be rolled back, and the write lock would stay held. On its own
-    /// task it always runs to COMMIT or ROLLBACK.
+    /// See [`Database::complete`].
     pub(crate) async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let (write, file) = (self.write.clone(), file.clone());
-        tokio::spawn(async move { complete_in(&write, &file, now_ms).await })
-            .await
-            .map_err(|e| sqlx::Error::Protocol(format!("the complete task failed: {e}")))?
+        self.0.complete(file, now_ms).await
     }
 
-    /// One file of this owner.
+    /// See [`Database::file`].
     pub(crate) async fn file(&self, owner: &str, id: &UploadId) -> Result<Option<FileRow>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND owner = ?"))
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.read)
-            .await
+        self.0.file(owner, id).await
     }
 
-    /// A page of this owner's files, newest first, after `cursor` (the
-    /// `(created_at, id)` of the last file of the previous page).
+    /// See [`Database::list_files`].
     pub(crate) async fn list_files(
         &self,
         owner: &str,
         limit: u32,
         cursor: Option<(i64, &str)>,
     ) -> Result<Vec<FileRow>, sqlx::Error> {
-        let (created_at, id) = cursor.unwrap_or((i64::MAX, ""));
-        sqlx::query_as(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE owner = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
-             ORDER BY created_at DESC, id DESC LIMIT ?"
-        ))
-        .bind(owner)
-        .bind(created_at)
-        .bind(created_at)
-        .bind(if cursor.is_some() { id } else { "\u{10FFFF}" })
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
+        self.0.list_files(owner, limit, cursor).await
     }
 
-    /// Deletes a file record. Returns whether there was one.
+    /// See [`Database::delete_file`].
     pub(crate) async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM files WHERE id = ? AND owner = ?")
-            .bind(id)
-            .bind(owner)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.0.delete_file(owner, id).await
     }
 
-    /// Pending uploads whose window closed before `before_ms`, oldest first.
+    /// See [`Database::overdue_pending`].
     pub(crate) async fn overdue_pending(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'pending' AND expires_at < ? ORDER BY expires_at LIMIT ?"
-        ))
-        .bind(before_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
+        self.0.overdue_pending(before_ms, limit).await
     }
 
-    /// Claims an overdue pending upload for cleanup (pending -> expired,
-    /// cleanup pending). Returns false when another request or instance got
-    /// there first.
+    /// See [`Database::claim_expired`].
     pub(crate) async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = 'expired', cleanup_pending = 1, updated_at = ? WHERE id = ? AND state = 'pending'",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.0.claim_expired(id, now_ms).await
     }
 
-    /// Expired uploads whose cleanup was claimed before `before_ms` and never finished.
+    /// See [`Database::stale_cleanups`].
     pub(crate) async fn stale_cleanups(&self, before_ms: i64, limit: u32) -> Result<Vec<UploadRow>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE cleanup_pending = 1 AND updated_at < ? ORDER BY updated_at LIMIT ?"
-        ))
-        .bind(before_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
+        self.0.stale_cleanups(before_ms, limit).await
     }
 
-    /// Re-claims a stale cleanup (compare-and-set on its timestamp).
+    /// See [`Database::touch_cleanup`].
     pub(crate) async fn touch_cleanup(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let done =
-            sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ? AND cleanup_pending = 1 AND updated_at < ?")
-                .bind(now_ms)
-                .bind(id)
-                .bind(now_ms - 1000)
-                .execute(&self.write)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        self.0.touch_cleanup(id, now_ms).await
     }
 
-    /// Marks an upload's storage clean.
+    /// See [`Database::finish_cleanup`].
     pub(crate) async fn finish_cleanup(&self, id: &UploadId) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE uploads SET cleanup_pending = 0 WHERE id = ?").bind(id).execute(&self.write).await?;
-        Ok(())
+        self.0.finish_cleanup(id).await
     }
 
-    /// Checks the database answers, readers and the writer: a health check
-    /// that only read would stay green while no write can succeed.
+    /// See [`Database::take_tokens`].
+    pub(crate) async fn take_tokens(
+        &self,
+        owner: &str,
+        cost: f64,
+        may_refuse: bool,
+        rate: f64,
+        burst: f64,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        self.0.take_tokens(owner, cost, may_refuse, rate, burst, now_ms).await
+    }
+
+    /// See [`Database::forget_full_buckets`].
+    pub(crate) async fn forget_full_buckets(&self, rate: f64, burst: f64, now_ms: i64) -> Result<u64, sqlx::Error> {
+        self.0.forget_full_buckets(rate, burst, now_ms).await
+    }
+
+    /// Checks the database answers and takes writes: a health check that
+    /// only read would stay green while no write can succeed.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        if self.inserts.is_closed() {
-            return Err(sqlx::Error::Protocol("the writer task has stopped".to_owned()));
-        }
-        sqlx::query("SELECT 1").fetch_one(&self.read).await?;
-        // The write connection, as a write would get it (behind queued
-        // writes, but no longer than a write itself would wait), must be able
-        // to take the write lock: not closed, not stuck inside a transaction.
-        let mut conn = tokio::time::timeout(WRITER_PING_TIMEOUT, self.write.acquire())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        sqlx::query("BEGIN IMMEDIATE; ROLLBACK").execute(&mut *conn).await.map(drop)
+        self.0.ping().await
+    }
+
+    /// See [`Database::set_webhooks_enabled`].
+    pub(crate) async fn set_webhooks_enabled(&self, on: bool) -> Result<(), sqlx::Error> {
+        self.0.set_webhooks_enabled(on).await
+    }
+
+    /// See [`Database::claim_events`].
+    pub(crate) async fn claim_events(
+        &self,
+        deliverer: &str,
+        now_ms: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        self.0.claim_events(deliverer, now_ms, lease_until, limit).await
+    }
+
+    /// See [`Database::finish_attempt`].
+    pub(crate) async fn finish_attempt(
+        &self,
+        id: &str,
+        deliverer: &str,
+        now_ms: i64,
+        outcome: Result<(), (String, Option<i64>)>,
+    ) -> Result<(), sqlx::Error> {
+        self.0.finish_attempt(id, deliverer, now_ms, outcome).await
+    }
+
+    /// See [`Database::events_due`].
+    pub(crate) async fn events_due(&self, now_ms: i64) -> Result<bool, sqlx::Error> {
+        self.0.events_due(now_ms).await
+    }
+
+    /// See [`Database::undelivered_events`].
+    pub(crate) async fn undelivered_events(&self) -> Result<i64, sqlx::Error> {
+        self.0.undelivered_events().await
     }
 }
 
-/// How long the health check waits for the write connection: SQLite's busy timeout.
-const WRITER_PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whether `url` names a PostgreSQL database.
+pub(crate) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
 
-/// The transaction of [`Db::complete`]: one trip to SQLite's worker (see
-/// `insert_batch_in`): the file is recorded only if the compare-and-set
-/// changed the upload, which `changes()` (the UPDATE's count) tells the INSERT.
-async fn complete_in(write: &SqlitePool, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-    let sql = format!(
-        "{BEGIN_WRITE}; \
-         UPDATE uploads SET state = 'completed', updated_at = ? WHERE id = ? AND owner = ? AND state = 'pending'; \
-         INSERT INTO files ({FILE_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1 RETURNING id; \
-         COMMIT"
-    );
-    let mut conn = write.acquire().await?;
-    let recorded = sqlx::query(&sql)
-        .bind(now_ms)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .bind(&file.object_key)
-        .bind(&file.name)
-        .bind(file.size)
-        .bind(&file.content_type)
-        .bind(&file.sha256)
-        .bind(&file.detected_type)
-        .bind(&file.meta)
-        .bind(file.created_at)
-        .fetch_all(&mut *conn)
-        .await;
-    match recorded {
-        Ok(rows) => Ok(!rows.is_empty()),
-        Err(e) => {
-            rollback(&mut conn).await;
-            Err(e)
+/// `url` without its password (and without its query, which may carry one):
+/// what messages and logs may show.
+pub(crate) fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.set_query(None);
+            parsed.to_string()
         }
+        // sqlite://path and friends: no host, no password.
+        _ => url.split('?').next().unwrap_or(url).to_owned(),
     }
 }
 
-/// Ends a transaction begun by a statement string of ours (sqlx does not
-/// know of it) that failed part way, or the next write on this connection
-/// would run inside it. Harmless when none is open.
-async fn rollback(conn: &mut sqlx::SqliteConnection) {
-    let _ = sqlx::query("ROLLBACK").execute(conn).await;
+/// Whether `e` says the database did not answer (down, unreachable,
+/// restarting, out of connections, or busy past its timeout) rather than
+/// refused the statement: the request may succeed if tried again shortly.
+pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // PostgreSQL: class 08 (connection exception), 57P01-57P03
+            // (admin or crash shutdown, cannot connect now), 53300 (too
+            // many connections), 40001/40P01 (serialization, deadlock).
+            Some(code) if code.starts_with("08") => true,
+            Some(code) => {
+                matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+                    // SQLite: busy or locked past the busy timeout (5, 6 and extended codes).
+                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                        && matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)))
+            }
+            None => false,
+        },
+        sqlx::Error::Migrate(m) => matches!(&**m, sqlx::migrate::MigrateError::Execute(e) if is_unavailable(e)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::StoredPlan;
-    use sqlx::Connection as _;
-
-    /// A fixed id: `tail` padded to a ULID with zeros.
-    fn id(tail: &str) -> UploadId {
-        UploadId::parse(&format!("{tail:0>26}")).expect("a ULID")
-    }
-
-    fn pending_row(tail: &str) -> UploadRow {
-        UploadRow {
-            id: id(tail),
-            owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{tail}/a.bin"),
-            name: "a.bin".to_owned(),
-            size: 1,
-            content_type: "application/octet-stream".to_owned(),
-            sha256: None,
-            meta: "{}".to_owned(),
-            plan: StoredPlan::S3,
-            state: UploadState::Pending,
-            created_at: 1,
-            expires_at: i64::MAX,
-        }
-    }
-
-    /// Another writer on the same file (a second instance, the checkpointer's
-    /// RESTART) holds the write lock for a while: a new upload waits for it
-    /// and is recorded, instead of failing with "database is locked".
-    #[tokio::test]
-    async fn a_new_upload_waits_for_another_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        assert!(db.insert_upload(pending_row("01A"), 100, 2).await.unwrap());
-
-        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
-        sqlx::query("UPDATE owner_pending SET pending = pending WHERE owner = 'alice'")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        let insert = tokio::spawn({
-            let db = db.clone();
-            async move { db.insert_upload(pending_row("01B"), 100, 2).await }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!insert.is_finished(), "the insert must wait for the other writer");
-        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-        assert!(insert.await.unwrap().expect("recorded once the other writer is done"));
-        assert!(db.upload("alice", &id("01B")).await.unwrap().is_some());
-        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
-    }
-
-    /// Completing is a compare-and-set: once for the owner, never for
-    /// another owner, never twice; the file is recorded exactly once.
-    #[tokio::test]
-    async fn complete_records_the_file_once_and_only_for_its_owner() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
-        assert!(db.insert_upload(pending_row("01C"), 100, 2).await.unwrap());
-        let file = |owner: &str| FileRow {
-            id: id("01C"),
-            owner: owner.to_owned(),
-            object_key: "uploads/alice/01C/a.bin".to_owned(),
-            name: "a.bin".to_owned(),
-            size: 1,
-            content_type: "application/octet-stream".to_owned(),
-            sha256: None,
-            detected_type: Some("image/png".to_owned()),
-            meta: "{}".to_owned(),
-            created_at: 3,
-        };
-        assert!(!db.complete(&file("mallory"), 3).await.unwrap(), "another owner's upload");
-        assert!(db.file("mallory", &id("01C")).await.unwrap().is_none());
-        assert!(db.complete(&file("alice"), 3).await.unwrap());
-        assert!(!db.complete(&file("alice"), 4).await.unwrap(), "no longer pending");
-        let stored = db.file("alice", &id("01C")).await.unwrap().unwrap();
-        assert_eq!((stored.created_at, stored.detected_type.as_deref()), (3, Some("image/png")));
-        assert_eq!(db.upload("alice", &id("01C")).await.unwrap().unwrap().state, UploadState::Completed);
-        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 0);
-        // The connection is not left inside a transaction: the next write works.
-        assert!(db.insert_upload(pending_row("01D"), 100, 2).await.unwrap());
-    }
-
-    /// A state change names the owner: another owner's id changes nothing.
-    #[tokio::test]
-    async fn only_its_owner_finishes_a_pending_upload() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        assert!(db.insert_upload(pending_row("01A"), 100, 1).await.unwrap());
-        assert!(!db.finish_pending("mallory", &id("01A"), UploadState::Aborted, 2).await.unwrap());
-        assert_eq!(db.upload("alice", &id("01A")).await.unwrap().unwrap().state, UploadState::Pending);
-        assert!(db.finish_pending("alice", &id("01A"), UploadState::Aborted, 3).await.unwrap());
-        assert_eq!(db.upload("alice", &id("01A")).await.unwrap().unwrap().state, UploadState::Aborted);
-    }
-
-    fn completed_file(tail: &str) -> FileRow {
-        FileRow {
-            id: id(tail),
-            owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{tail}/a.bin"),
-            name: "a.bin".to_owned(),
-            size: 1,
-            content_type: "application/octet-stream".to_owned(),
-            sha256: None,
-            detected_type: None,
-            meta: "{}".to_owned(),
-            created_at: 3,
-        }
-    }
-
-    /// A client that disconnects while its complete waits for the write
-    /// lock drops the handler's future part way. The one write connection
-    /// must not go back to the pool inside an open transaction: later writes
-    /// succeed and persist, the write lock is free again, and the upload is
-    /// either completed with its file or still pending without one.
-    #[tokio::test]
-    async fn a_complete_dropped_part_way_leaves_the_writer_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        assert!(db.insert_upload(pending_row("01H"), 100, 2).await.unwrap());
-        assert!(db.insert_upload(pending_row("01J"), 100, 2).await.unwrap());
-
-        // Another writer holds the lock, so the complete is caught between
-        // sending its BEGIN and its COMMIT when the client goes away.
-        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
-        let dropped = tokio::time::timeout(Duration::from_millis(300), db.complete(&completed_file("01H"), 3)).await;
-        assert!(dropped.is_err(), "the complete must still be waiting for the lock when dropped");
-        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-
-        // Later writes succeed and persist (readers see them).
-        assert!(db.insert_upload(pending_row("01K"), 100, 2).await.unwrap());
-        assert!(db.finish_pending("alice", &id("01J"), UploadState::Aborted, 4).await.unwrap());
-        assert!(db.upload("alice", &id("01K")).await.unwrap().is_some(), "the insert was rolled back");
-        assert_eq!(db.upload("alice", &id("01J")).await.unwrap().unwrap().state, UploadState::Aborted);
-        let upload = db.upload("alice", &id("01H")).await.unwrap().unwrap().state;
-        let file = db.file("alice", &id("01H")).await.unwrap();
-        assert_eq!(upload == UploadState::Completed, file.is_some(), "{upload:?} with file {file:?}");
-        // The write lock is free: another connection takes it at once.
-        sqlx::query("PRAGMA busy_timeout = 1000").execute(&mut other).await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("the write lock is still held");
-        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-        db.ping().await.unwrap();
-    }
-
-    /// The health check fails when writes cannot succeed, even while reads still do.
-    #[tokio::test]
-    async fn the_health_check_sees_a_dead_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
-        db.ping().await.unwrap();
-        db.write.close().await;
-        assert!(db.upload("alice", &id("01A")).await.is_ok(), "reads still work");
-        assert!(db.ping().await.is_err());
-    }
-
-    /// Every plan comes back as it went in, and the table refuses a row
-    /// whose columns do not fit its plan (here a Chunked session kept where
-    /// a multipart upload id goes, as earlier versions did).
-    #[tokio::test]
-    async fn plans_round_trip_and_impossible_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        let plans = [
-            StoredPlan::S3,
-            StoredPlan::S3Multipart { upload_id: "m-1".into(), part_size: 5, part_count: 3, part_checksums: true },
-            StoredPlan::Chunked { session: "s-1".into() },
-        ];
-        for (n, plan) in plans.into_iter().enumerate() {
-            let mut row = pending_row(&format!("P{n}"));
-            row.plan = plan.clone();
-            assert!(db.insert_upload(row, 100, 2).await.unwrap());
-            assert_eq!(db.upload("alice", &id(&format!("P{n}"))).await.unwrap().unwrap().plan, plan);
-        }
-        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let refused = sqlx::query(
-            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, meta, uploader, \
-             multipart_upload_id, state, created_at, expires_at, updated_at) \
-             VALUES ('X', 'alice', 'k', 'a', 1, 't', '{}', 'Chunked', 's-2', 'pending', 1, 2, 1)",
-        )
-        .execute(&mut raw)
-        .await;
-        assert!(refused.unwrap_err().to_string().contains("do not fit"));
-    }
-
-    /// A batch that fails part way (here a second row on the same key) is
-    /// rolled back whole, answers an error, and leaves the writer usable.
-    #[tokio::test]
-    async fn a_failed_batch_is_rolled_back_and_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("uploads.db").display())).await.unwrap();
-        assert!(db.insert_upload(pending_row("01E"), 100, 2).await.unwrap());
-        let mut clash = pending_row("01F");
-        clash.object_key = pending_row("01E").object_key;
-        assert!(db.insert_upload(clash, 100, 2).await.is_err());
-        assert!(db.upload("alice", &id("01F")).await.unwrap().is_none());
-        assert!(db.insert_upload(pending_row("01G"), 100, 2).await.unwrap());
-        assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
-    }
-
-    /// The writer never checkpoints; the checkpointer keeps the WAL from
-    /// growing without end under a steady stream of inserts.
-    #[tokio::test]
-    async fn the_wal_starts_over_under_steady_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("uploads.db");
-        let db = Db::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-        let wal = dir.path().join("uploads.db-wal");
-        // Rows with 4 KiB of meta take about a page each; 32 writers at once,
-        // so the writer commits in batches as it does under load.
-        let meta = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000));
-        let target = 16 * checkpoint::WAL_RESTART_FRAMES as u64;
-        let (mut n, mut largest) = (0u64, 0u64);
-        let started = std::time::Instant::now();
-        while n < target && started.elapsed() < Duration::from_secs(60) {
-            let mut writers = tokio::task::JoinSet::new();
-            for _ in 0..32 {
-                let (db, mut row) = (db.clone(), pending_row(&format!("{n:08}")));
-                row.meta = meta.clone();
-                writers.spawn(async move { db.insert_upload(row, u32::MAX, 2).await });
-                n += 1;
-            }
-            while let Some(inserted) = writers.join_next().await {
-                assert!(inserted.unwrap().unwrap());
-            }
-            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-        }
-        let written = n * 4096;
-        assert!(n >= target, "only {n} rows written in a minute");
-        assert!(
-            largest < written / 2,
-            "the WAL reached {largest} bytes for {written} bytes of rows: it never started over"
-        );
-    }
-}
+mod tests;

@@ -2,6 +2,7 @@
 //! [`StoredPlan`] (refusing a row whose columns do not fit its plan kind),
 //! and the column lists the queries select.
 
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 use upload_core::wire::{FileRecord, UploadState, UploaderKind};
@@ -51,44 +52,65 @@ struct IncompletePlan(UploaderKind);
 
 impl<'r> FromRow<'r, SqliteRow> for UploadRow {
     fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        let kind: UploaderKind = row.try_get::<&str, _>("uploader")?.parse().map_err(|e| bad_column("uploader", e))?;
-        let plan = match kind {
-            UploaderKind::S3 => StoredPlan::S3,
-            UploaderKind::S3Multipart => {
-                let upload_id: Option<String> = row.try_get("multipart_upload_id")?;
-                let part_size: Option<i64> = row.try_get("part_size")?;
-                let part_count: Option<i64> = row.try_get("part_count")?;
-                let (Some(upload_id), Some(part_size), Some(part_count)) = (upload_id, part_size, part_count) else {
-                    return Err(bad_column("multipart_upload_id", IncompletePlan(kind)));
-                };
-                StoredPlan::S3Multipart {
-                    upload_id,
-                    part_size: part_size as u64,
-                    part_count: part_count as u32,
-                    part_checksums: row.try_get("part_checksums")?,
-                }
-            }
-            UploaderKind::Chunked => StoredPlan::Chunked {
-                session: row
-                    .try_get::<Option<String>, _>("chunked_session")?
-                    .ok_or_else(|| bad_column("chunked_session", IncompletePlan(kind)))?,
-            },
-        };
-        Ok(UploadRow {
-            id: row.try_get("id")?,
-            owner: row.try_get("owner")?,
-            object_key: row.try_get("object_key")?,
-            name: row.try_get("name")?,
-            size: row.try_get::<i64, _>("size")? as u64,
-            content_type: row.try_get("content_type")?,
-            sha256: row.try_get("sha256")?,
-            meta: row.try_get("meta")?,
-            plan,
-            state: row.try_get::<&str, _>("state")?.parse().map_err(|e| bad_column("state", e))?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-        })
+        upload_row(row)
     }
+}
+
+impl<'r> FromRow<'r, PgRow> for UploadRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        upload_row(row)
+    }
+}
+
+/// Both databases' rows decode the same columns the same way (SQLite's
+/// 0/1 integers decode as `bool` too).
+fn upload_row<'r, R: Row>(row: &'r R) -> Result<UploadRow, sqlx::Error>
+where
+    &'r str: sqlx::ColumnIndex<R> + sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    UploadId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: UploaderKind = row.try_get::<&str, _>("uploader")?.parse().map_err(|e| bad_column("uploader", e))?;
+    let plan = match kind {
+        UploaderKind::S3 => StoredPlan::S3,
+        UploaderKind::S3Multipart => {
+            let upload_id: Option<String> = row.try_get("multipart_upload_id")?;
+            let part_size: Option<i64> = row.try_get("part_size")?;
+            let part_count: Option<i64> = row.try_get("part_count")?;
+            let (Some(upload_id), Some(part_size), Some(part_count)) = (upload_id, part_size, part_count) else {
+                return Err(bad_column("multipart_upload_id", IncompletePlan(kind)));
+            };
+            StoredPlan::S3Multipart {
+                upload_id,
+                part_size: part_size as u64,
+                part_count: part_count as u32,
+                part_checksums: row.try_get("part_checksums")?,
+            }
+        }
+        UploaderKind::Chunked => StoredPlan::Chunked {
+            session: row
+                .try_get::<Option<String>, _>("chunked_session")?
+                .ok_or_else(|| bad_column("chunked_session", IncompletePlan(kind)))?,
+        },
+    };
+    Ok(UploadRow {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        object_key: row.try_get("object_key")?,
+        name: row.try_get("name")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        content_type: row.try_get("content_type")?,
+        sha256: row.try_get("sha256")?,
+        meta: row.try_get("meta")?,
+        plan,
+        state: row.try_get::<&str, _>("state")?.parse().map_err(|e| bad_column("state", e))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
 }
 
 /// The plan's columns: `multipart_upload_id`, `part_size`, `part_count`,

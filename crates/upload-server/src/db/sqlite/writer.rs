@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::UploadState;
 
-use super::rows::{UploadRow, plan_columns};
+use super::super::rows::{UploadRow, plan_columns};
 use super::{BEGIN_WRITE, rollback};
 
 /// Most new uploads committed in one transaction.
