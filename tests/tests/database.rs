@@ -163,7 +163,7 @@ async fn the_database_going_away_is_503_and_its_return_needs_no_restart() {
     )
     .await;
     assert!(message.contains("database did not answer"), "{message}");
-    assert!(started.elapsed() < Duration::from_secs(15), "answered after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
     expect_error(alice.get("/files").await, 503, "storage_unavailable").await;
     expect_error(alice.get(&format!("/uploads/{}", before["id"].as_str().unwrap())).await, 503, "storage_unavailable")
         .await;

@@ -3,7 +3,8 @@
 //! behind a load balancer would run: creates
 //! on both at once all succeed, either instance completes, reads and lists
 //! what the other created, and their sweepers running at once expire every
-//! abandoned upload exactly once.
+//! abandoned upload exactly once; and the per-owner pending limit holds
+//! exactly under creates on both at once.
 
 use std::collections::BTreeMap;
 
@@ -100,4 +101,36 @@ async fn two_instances_share_one_database(backend: Backend) {
     let status =
         json_ok(alice_b.get(&format!("/uploads/{}", created[1]["id"].as_str().unwrap())).await, StatusCode::OK).await;
     assert_eq!(status["state"], "expired");
+}
+
+/// The per-owner pending limit across instances: 60 creates of one owner
+/// at once on each of two instances sharing one database, a limit of 25:
+/// exactly 25 are created, every other one is refused `too_many_files`,
+/// and the database holds exactly 25 pending uploads.
+async fn the_pending_limit_holds_across_instances(backend: Backend) {
+    let (url, _dir) = backend.fresh_database().await;
+    let a = TestServer::start(backend, |c| c.database_url(&url).max_files(25)).await;
+    let b = TestServer::start(backend, |c| c.database_url(&url).max_files(25)).await;
+    let (on_a, on_b) = tokio::join!(create_many(&a, "alice", 60), create_many(&b, "alice", 60));
+    let (mut created, mut refused) = (0, 0);
+    for outcome in on_a.into_iter().chain(on_b) {
+        match outcome {
+            Ok(_) => created += 1,
+            Err(e) if e.contains("\"too_many_files\"") => refused += 1,
+            Err(e) => panic!("neither created nor refused for the limit: {e}"),
+        }
+    }
+    assert_eq!((created, refused), (25, 95));
+    assert_eq!(b.state.db().count_pending("alice", 0, 1000).await.unwrap(), 25);
+}
+
+#[tokio::test]
+async fn the_pending_limit_holds_across_instances_on_sqlite() {
+    the_pending_limit_holds_across_instances(Backend::Local).await
+}
+
+#[tokio::test]
+#[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
+async fn the_pending_limit_holds_across_instances_on_postgres() {
+    the_pending_limit_holds_across_instances(Backend::GaragePostgres).await
 }

@@ -5,8 +5,9 @@
 //! there is no group commit (PostgreSQL takes concurrent writers). Under
 //! READ COMMITTED a "count, then insert" would let two creates both see
 //! room, so a create first takes its owner's `owner_pending` row lock (an
-//! upsert) and holds it until its insert commits: every create of one owner,
-//! on any instance, decides after the one before it committed. State
+//! upsert, in the same statement as the insert) and holds it until its
+//! insert commits: every create of one owner, on any instance, decides
+//! after the one before it committed. State
 //! changes are compare-and-set UPDATEs (a second one waits for the first's
 //! row lock, then finds the row no longer pending), and the outbox is
 //! claimed `FOR UPDATE SKIP LOCKED`.
@@ -32,10 +33,43 @@ use crate::id::UploadId;
 /// several instances fit with room for administration.
 const MAX_CONNECTIONS: u32 = 16;
 
-/// How long a request waits for a connection, which includes connecting
-/// anew when the database went away: a database that does not answer is
-/// answered 503 after this, not after the whole request timeout.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a connection: behind other requests when
+/// all are busy (many creates of one owner queue on its lock), and
+/// connecting anew when the database went away (sqlx retries a refused
+/// connection until then). A database that does not answer is answered 503
+/// after this, not after the whole request timeout.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The columns a new upload sets, and their values as [`bind_upload`] binds them ($1 to $16).
+const INSERT_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+    multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
+    updated_at";
+const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $16, $15";
+
+/// Binds a new upload's values as $1 to $16 (see [`INSERT_VALUES`]).
+fn bind_upload<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    row: &'q UploadRow,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
+    query
+        .bind(&row.id)
+        .bind(&row.owner)
+        .bind(&row.object_key)
+        .bind(&row.name)
+        .bind(row.size as i64)
+        .bind(&row.content_type)
+        .bind(&row.sha256)
+        .bind(&row.meta)
+        .bind(row.plan.kind().as_str())
+        .bind(upload_id)
+        .bind(part_size)
+        .bind(part_count)
+        .bind(part_checksums)
+        .bind(session)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+}
 
 /// The PostgreSQL database.
 #[derive(Debug)]
@@ -84,59 +118,49 @@ impl Database for PostgresDb {
 
     async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
         let max = i64::from(max_pending);
+        // The common case in one statement, so one round trip holds the
+        // owner's lock: the upsert takes the counter's row lock (to the
+        // commit) and answers it as the last committed create left it; the
+        // upload is inserted only when that says there is room.
+        let inserted = bind_upload(
+            sqlx::query(&format!(
+                "WITH counter AS (INSERT INTO owner_pending (owner, pending) VALUES ($2, 0) \
+                   ON CONFLICT (owner) DO UPDATE SET pending = owner_pending.pending RETURNING pending) \
+                 INSERT INTO uploads ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} FROM counter WHERE pending < $17"
+            )),
+            &row,
+        )
+        .bind(max)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // The counter says full, but it also holds uploads past their
+        // window: count exactly, under the same lock, in a transaction. The
+        // count is a statement of its own, so its snapshot is taken after
+        // the lock: it sees every create that committed before.
         let mut tx = self.pool.begin().await?;
-        // The upsert takes the owner's row lock (held to commit or rollback)
-        // and answers the counter as the last committed create left it.
-        let mut pending: i64 = sqlx::query_scalar(
-            "INSERT INTO owner_pending (owner, pending) VALUES ($1, 0) \
-             ON CONFLICT (owner) DO UPDATE SET pending = owner_pending.pending RETURNING pending",
+        sqlx::query("SELECT pending FROM owner_pending WHERE owner = $1 FOR UPDATE")
+            .bind(&row.owner)
+            .fetch_one(&mut *tx)
+            .await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
+             AND expires_at > $2 LIMIT $3) AS p",
         )
         .bind(&row.owner)
+        .bind(now_ms)
+        .bind(max)
         .fetch_one(&mut *tx)
         .await?;
         if pending >= max {
-            // The counter also holds uploads past their window; count
-            // exactly. A statement of its own, so its snapshot is taken
-            // after the lock: it sees every create that committed before.
-            pending = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
-                 AND expires_at > $2 LIMIT $3) AS p",
-            )
-            .bind(&row.owner)
-            .bind(now_ms)
-            .bind(max)
-            .fetch_one(&mut *tx)
-            .await?;
-            if pending >= max {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+            tx.rollback().await?;
+            return Ok(false);
         }
-        let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
-        sqlx::query(
-            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-             multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, \
-             expires_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $16, $15)",
-        )
-        .bind(&row.id)
-        .bind(&row.owner)
-        .bind(&row.object_key)
-        .bind(&row.name)
-        .bind(row.size as i64)
-        .bind(&row.content_type)
-        .bind(&row.sha256)
-        .bind(&row.meta)
-        .bind(row.plan.kind().as_str())
-        .bind(upload_id)
-        .bind(part_size)
-        .bind(part_count)
-        .bind(part_checksums)
-        .bind(session)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .execute(&mut *tx)
-        .await?;
+        bind_upload(sqlx::query(&format!("INSERT INTO uploads ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})")), &row)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
