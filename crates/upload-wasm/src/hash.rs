@@ -38,8 +38,9 @@ extern "C" {
     /// Keeps `record` under `key` (until its `expires_at`).
     #[wasm_bindgen(method, structural)]
     fn remember(this: &HashModule, key: &str, record: &JsValue);
+    /// Drops the record under `key`.
     #[wasm_bindgen(method, structural)]
-    fn forget(this: &HashModule, key: &str);
+    pub(crate) fn forget(this: &HashModule, key: &str);
 }
 
 /// What an Uploader's `checksums` and `resume` options ask for.
@@ -174,13 +175,6 @@ impl Extras {
         );
         // Blob's constructor takes strings and blobs alike.
         Blob::new_with_blob_sequence(&parts).unwrap_or_else(|_| file.clone())
-    }
-
-    /// The upload of `key` is over (done, cancelled, failed for good).
-    pub(crate) async fn forget(&self, key: &str) {
-        if let Ok(module) = self.module().await {
-            module.forget(key);
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::api::{Api, DELETE, GET, Method, POST, from_js, to_js};
 use crate::fail::{ABORTED, Fail, NETWORK, cat};
-use crate::hash::Extras;
+use crate::hash::{Extras, HashModule};
 use crate::policy::{self, Retryable};
 use crate::task::{Shared, State, Task};
 use crate::wait::Pool;
@@ -155,15 +155,14 @@ impl Client {
         }
     }
 
-    pub(crate) async fn config(&self) -> Result<ClientConfig, Fail> {
-        from_js(self.config_json().await?, "configuration")
-    }
-
     /// The server's configuration, or `None` for an Uploader that only has
     /// the app's `create` step (no endpoint to ask): the server then checks
     /// the file when the app creates the upload.
     pub(crate) async fn known_config(&self) -> Result<Option<ClientConfig>, Fail> {
-        if self.api.endpoint().is_empty() { Ok(None) } else { self.config().await.map(Some) }
+        if self.api.endpoint().is_empty() {
+            return Ok(None);
+        }
+        from_js(self.config_json().await?, "configuration").map(Some)
     }
 
     /// `POST /uploads`, or the app's `create` step.
@@ -203,10 +202,10 @@ impl Client {
 /// One file from the check to the File record (as the JS object the
 /// application gets).
 pub(crate) async fn run(t: Rc<Task>, client: Rc<Client>, decl: Declaration) -> Result<JsValue, Fail> {
-    let resume_key = RefCell::new(None);
+    let resume_record = RefCell::new(None);
     // The client of the upload's own calls, once created (see `Client::for_upload`).
     let upload_client = RefCell::new(client.clone());
-    let result = run_inner(&t, &client, decl, &resume_key, &upload_client).await;
+    let result = run_inner(&t, &client, decl, &resume_record, &upload_client).await;
     let own = upload_client.into_inner();
     if let Err(fail) = &result {
         let cancelled = t.state() == State::Cancelled || fail.is(ABORTED);
@@ -218,17 +217,19 @@ pub(crate) async fn run(t: Rc<Task>, client: Rc<Client>, decl: Declaration) -> R
         if let Some(id) = id
             && (cancelled || !fail.is(NETWORK))
         {
-            forget(&client, &resume_key).await;
+            forget(&resume_record);
             let _ = own.call(DELETE, &cat(&["/uploads/", &id]), None).await;
         }
     }
     result
 }
 
-async fn forget(client: &Client, resume_key: &RefCell<Option<String>>) {
-    let key = resume_key.borrow_mut().take();
-    if let (Some(extras), Some(key)) = (&client.extras, key) {
-        extras.forget(&key).await;
+/// The upload's resume record (the hash module that keeps it, and its key)
+/// goes: the upload is done, cancelled or failed for good.
+fn forget(resume: &RefCell<Option<(HashModule, String)>>) {
+    let record = resume.borrow_mut().take();
+    if let Some((module, key)) = record {
+        module.forget(&key);
     }
 }
 
@@ -236,7 +237,7 @@ async fn run_inner(
     t: &Rc<Task>,
     client: &Rc<Client>,
     decl: Declaration,
-    resume_key: &RefCell<Option<String>>,
+    resume_record: &RefCell<Option<(HashModule, String)>>,
     upload_client: &RefCell<Rc<Client>>,
 ) -> Result<JsValue, Fail> {
     if let Some(fail) = decl.error {
@@ -278,7 +279,9 @@ async fn run_inner(
         Some(extras) => {
             let module = extras.module().await?;
             let (started, key) = extras.start(&module, &t.file, &mut body, client).await?;
-            *resume_key.borrow_mut() = key;
+            // Kept with the module's handle (a second handle: imported types are
+            // not `Clone`), so that forgetting it needs no wait.
+            *resume_record.borrow_mut() = key.map(|key| (JsValue::from(&*module).unchecked_into(), key));
             (extras.sums.then_some(module), started)
         }
         None => (None, client.create(&body).await?),
@@ -286,7 +289,7 @@ async fn run_inner(
     let own = client.for_upload(&started)?;
     *upload_client.borrow_mut() = own.clone();
     let file = crate::flow::deliver(t, &own, started, module).await?;
-    forget(client, resume_key).await;
+    forget(resume_record);
     t.finish();
     t.emit_final().await;
     Ok(file)
