@@ -180,9 +180,10 @@ impl Extras {
 
 /// The module, for an upload created elsewhere whose plan asks for part
 /// checksums (a LiveView entry's); the browser fetches it once however often
-/// it is imported.
-pub(crate) async fn module() -> Result<HashModule, Fail> {
-    instantiated(load_hash()).await
+/// it is imported. Not an `async fn`: that would wrap `instantiated`'s
+/// future in one more.
+pub(crate) fn module() -> impl Future<Output = Result<HashModule, Fail>> {
+    instantiated(load_hash())
 }
 
 async fn instantiated(loading: Promise) -> Result<HashModule, Fail> {

@@ -194,8 +194,15 @@ impl Client {
         Ok(Rc::new(Client::new(api, self.shared.clone(), None)))
     }
 
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&JsValue>) -> Result<JsValue, Fail> {
-        self.api.retrying(method, path, body, Retryable::Idempotent, &self.shared.retry).await
+    /// An idempotent call (tried again on network errors, 429, 5xx). Not an
+    /// `async fn`: that would wrap `retrying`'s future in one more.
+    pub(crate) fn call<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: Option<&'a JsValue>,
+    ) -> impl Future<Output = Result<JsValue, Fail>> + 'a {
+        self.api.retrying(method, path, body, Retryable::Idempotent, &self.shared.retry)
     }
 }
 
