@@ -48,7 +48,7 @@ struct ApiDoc;
 
 /// What every operation shares, added here once rather than on each route:
 /// the security schemes, and the errors any route may answer (the deadline's
-/// 503, a bug's 500) or any authenticated one (401, and 429 past the rate
+/// or a dependency's 503, a bug's 500) or any authenticated one (401, and 429 past the rate
 /// limit).
 struct Contract;
 
@@ -96,8 +96,12 @@ impl utoipa::Modify for Contract {
                     add_error(
                         operation,
                         503,
-                        "The store did not answer, or the request took over UPLOAD_REQUEST_TIMEOUT (`storage_unavailable`).",
+                        "The store or the database did not answer, or the request took over \
+                         UPLOAD_REQUEST_TIMEOUT (`storage_unavailable`).",
                     );
+                }
+                if path == "/healthz" {
+                    add_error(operation, 503, "The database did not answer (`storage_unavailable`).");
                 }
                 add_error(operation, 500, "A bug (`internal`); details are logged, never sent.");
             }

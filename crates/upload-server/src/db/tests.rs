@@ -241,7 +241,8 @@ async fn the_pending_limit_holds_under_concurrent_creates_on_two_instances(kind:
 
 /// One owner's bucket is one, whichever instance takes from it: a burst
 /// of `2 * rate`, then refusals, then a refill with time; other owners are
-/// untouched; full buckets are forgotten.
+/// untouched; full buckets are forgotten; a batch's charge goes into debt;
+/// concurrent takes beside creates take exactly a burst.
 async fn rate_buckets_are_shared_refill_and_are_forgotten_when_full(kind: Kind) {
     let (url, _dir) = fresh(kind).await;
     let a = Db::connect(&url).await.unwrap();
@@ -262,6 +263,23 @@ async fn rate_buckets_are_shared_refill_and_are_forgotten_when_full(kind: Kind) 
     assert_eq!(a.forget_full_buckets(rate, burst, t0).await.unwrap(), 0);
     assert_eq!(b.forget_full_buckets(rate, burst, t0 + 5_000).await.unwrap(), 2);
     assert!(a.take_tokens("alice", 1.0, true, rate, burst, t0 + 5_000).await.unwrap());
+    // A batch goes into debt once (never refused for its size), then holds the owner back.
+    assert!(a.take_tokens("carol", 1.0, true, rate, burst, t0).await.unwrap());
+    assert!(b.take_tokens("carol", 99.0, false, rate, burst, t0).await.unwrap());
+    assert!(!a.take_tokens("carol", 1.0, true, rate, burst, t0 + 10_000).await.unwrap());
+    assert!(a.take_tokens("carol", 1.0, true, rate, burst, t0 + 20_000).await.unwrap());
+    // Takes at once on both instances, among creates: exactly a burst.
+    let mut takes = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let db = if n % 2 == 0 { a.clone() } else { b.clone() };
+        takes.spawn(async move {
+            if n % 4 == 0 {
+                assert!(db.insert_upload(pending_row(&format!("R{n:03}")), 1000, 2).await.unwrap());
+            }
+            db.take_tokens("dave", 1.0, true, rate, burst, t0).await.unwrap()
+        });
+    }
+    assert_eq!(takes.join_all().await.into_iter().filter(|taken| *taken).count(), 10);
 }
 
 /// Events written by the triggers, claimed by two deliverers on two

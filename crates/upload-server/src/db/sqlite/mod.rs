@@ -17,7 +17,7 @@ use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
 use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, redacted};
 use crate::id::UploadId;
 use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
-use writer::Inserts;
+use writer::{Inserts, Take};
 
 mod checkpoint;
 mod writer;
@@ -27,7 +27,8 @@ mod writer;
 /// SQLite has one writer at a time. Rather than letting several connections
 /// fight for the write lock (and sleep in the busy handler, which is what
 /// makes p99 latencies explode under load), every write goes through one
-/// connection, and new uploads, the hot path, are batched by a writer task:
+/// connection, and new uploads, the hot path, and rate limits' token takes
+/// (one per API request) are batched by a writer task:
 /// whatever arrives while a transaction commits goes into the next one
 /// (group commit). Reads use a pool of their own; WAL lets them run beside
 /// the writer.
@@ -267,25 +268,9 @@ impl Database for SqliteDb {
         burst: f64,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        // A new owner starts full; an existing bucket refills for the time
-        // since it was last used (never backwards: instances' clocks differ
-        // a little), and the update only happens with a token to take
-        // unless a debt is allowed.
-        let taken = sqlx::query(
-            "INSERT INTO rate_buckets (owner, tokens, at_ms) VALUES (?1, ?3 - ?5, ?4) \
-             ON CONFLICT (owner) DO UPDATE SET \
-               tokens = MIN(?3, tokens + MAX(?4 - at_ms, 0) * ?2 / 1000.0) - ?5, at_ms = MAX(at_ms, ?4) \
-             WHERE NOT ?6 OR MIN(?3, tokens + MAX(?4 - at_ms, 0) * ?2 / 1000.0) >= 1",
-        )
-        .bind(owner)
-        .bind(rate)
-        .bind(burst)
-        .bind(now_ms)
-        .bind(cost)
-        .bind(may_refuse)
-        .execute(&self.write)
-        .await?;
-        Ok(taken.rows_affected() == 1)
+        // Through the group-commit writer: one take per API request would
+        // otherwise be a commit of its own on the one write connection.
+        self.inserts.take(Take { owner: owner.to_owned(), cost, may_refuse, rate, burst, now_ms }).await
     }
 
     async fn forget_full_buckets(&self, rate: f64, burst: f64, now_ms: i64) -> Result<u64, sqlx::Error> {

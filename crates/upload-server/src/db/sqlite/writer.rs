@@ -1,6 +1,8 @@
 //! The group-commit writer: new uploads, the hot path, are queued to one
 //! task that commits whatever arrived meanwhile in one transaction, with one
-//! multi-row INSERT, and checks each owner's pending limit inside it.
+//! multi-row INSERT, and checks each owner's pending limit inside it. Rate
+//! limits' token takes, one per API request, ride in the same transactions:
+//! a commit of their own each would cost as much as a batch of creates.
 
 use std::collections::HashMap;
 
@@ -17,7 +19,7 @@ const MAX_BATCH: usize = 256;
 /// The writer task's handle; cheap to clone. The task ends with the last one.
 #[derive(Clone, Debug)]
 pub(super) struct Inserts {
-    jobs: mpsc::Sender<InsertJob>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Inserts {
@@ -33,7 +35,15 @@ impl Inserts {
     pub(super) async fn insert(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         let job = InsertJob { row, max_pending, now_ms, reply };
-        self.jobs.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        self.jobs.send(Job::Insert(job)).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// Queues a rate limit's take for the next batch (see
+    /// `Database::take_tokens`) and waits for its commit.
+    pub(super) async fn take(&self, take: Take) -> Result<bool, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Take(take, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
@@ -55,6 +65,24 @@ impl Inserts {
     }
 }
 
+/// What the writer is asked to do.
+#[derive(Debug)]
+enum Job {
+    Insert(InsertJob),
+    Take(Take, oneshot::Sender<Result<bool, sqlx::Error>>),
+}
+
+/// A rate limit's take: `cost` tokens from `owner`'s bucket.
+#[derive(Debug)]
+pub(super) struct Take {
+    pub(super) owner: String,
+    pub(super) cost: f64,
+    pub(super) may_refuse: bool,
+    pub(super) rate: f64,
+    pub(super) burst: f64,
+    pub(super) now_ms: i64,
+}
+
 #[derive(Debug)]
 struct InsertJob {
     row: UploadRow,
@@ -63,34 +91,85 @@ struct InsertJob {
     reply: oneshot::Sender<Result<bool, sqlx::Error>>,
 }
 
-/// The writer task: takes new uploads as they come, commits each batch in
-/// one transaction, answers every caller.
-async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
+/// The writer task: takes new uploads and rate limits' takes as they come,
+/// commits each batch in one transaction, answers every caller.
+async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let (mut inserts, mut takes) = (Vec::with_capacity(MAX_BATCH), Vec::new());
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match insert_batch(&write, &batch).await {
-            Ok(inserted) => {
-                for (job, inserted) in batch.drain(..).zip(inserted) {
+        for job in batch.drain(..) {
+            match job {
+                Job::Insert(job) => inserts.push(job),
+                Job::Take(take, reply) => takes.push((take, reply)),
+            }
+        }
+        match write_batch(&write, &inserts, &takes).await {
+            Ok((inserted, taken)) => {
+                for (job, inserted) in inserts.drain(..).zip(inserted) {
                     let _ = job.reply.send(Ok(inserted));
+                }
+                for ((_, reply), taken) in takes.drain(..).zip(taken) {
+                    let _ = reply.send(Ok(taken));
                 }
             }
             Err(e) => {
                 let message = e.to_string();
-                for job in batch.drain(..) {
+                for job in inserts.drain(..) {
                     let _ = job.reply.send(Err(sqlx::Error::Protocol(message.clone())));
+                }
+                for (_, reply) in takes.drain(..) {
+                    let _ = reply.send(Err(sqlx::Error::Protocol(message.clone())));
                 }
             }
         }
     }
 }
 
-async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+/// One transaction: the takes, then the inserts. Whether each insert was
+/// made and each take taken.
+async fn write_batch(
+    write: &SqlitePool,
+    inserts: &[InsertJob],
+    takes: &[(Take, oneshot::Sender<Result<bool, sqlx::Error>>)],
+) -> Result<(Vec<bool>, Vec<bool>), sqlx::Error> {
     let mut conn = write.acquire().await?;
-    let outcome = insert_batch_in(&mut conn, batch).await;
+    let outcome = async {
+        let mut taken = Vec::with_capacity(takes.len());
+        if !takes.is_empty() {
+            sqlx::query(BEGIN_WRITE).execute(&mut *conn).await?;
+            for (take, _) in takes {
+                taken.push(take_in(&mut conn, take).await?);
+            }
+        }
+        let inserted = insert_batch_in(&mut conn, inserts, !takes.is_empty()).await?;
+        Ok((inserted, taken))
+    }
+    .await;
     if outcome.is_err() {
         rollback(&mut conn).await;
     }
     outcome
+}
+
+/// A new owner starts full; an existing bucket refills for the time since
+/// it was last used (never backwards: instances' clocks differ a little),
+/// and the update only happens with a token to take unless a debt is allowed.
+async fn take_in(conn: &mut sqlx::SqliteConnection, take: &Take) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO rate_buckets (owner, tokens, at_ms) VALUES (?1, ?3 - ?5, ?4) \
+         ON CONFLICT (owner) DO UPDATE SET \
+           tokens = MIN(?3, tokens + MAX(?4 - at_ms, 0) * ?2 / 1000.0) - ?5, at_ms = MAX(at_ms, ?4) \
+         WHERE NOT ?6 OR MIN(?3, tokens + MAX(?4 - at_ms, 0) * ?2 / 1000.0) >= 1",
+    )
+    .bind(&take.owner)
+    .bind(take.rate)
+    .bind(take.burst)
+    .bind(take.now_ms)
+    .bind(take.cost)
+    .bind(take.may_refuse)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// A batch in two trips to SQLite's worker thread (each trip is a wake-up
@@ -99,12 +178,24 @@ async fn insert_batch(write: &SqlitePool, batch: &[InsertJob]) -> Result<Vec<boo
 /// insert with the `COMMIT`. sqlx runs a string of several statements as
 /// one command, binding the arguments in order; its `Transaction` would
 /// send BEGIN and COMMIT as trips of their own.
-async fn insert_batch_in(conn: &mut sqlx::SqliteConnection, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+/// `begun`: the transaction is already open (the batch's takes went first).
+async fn insert_batch_in(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[InsertJob],
+    begun: bool,
+) -> Result<Vec<bool>, sqlx::Error> {
+    if batch.is_empty() {
+        if begun {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+        }
+        return Ok(Vec::new());
+    }
     let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
-    let mut read = QueryBuilder::new(BEGIN_WRITE);
-    read.push("; SELECT owner, pending FROM owner_pending WHERE owner IN (");
+    let mut read = QueryBuilder::new(if begun { "" } else { BEGIN_WRITE });
+    read.push(if begun { "" } else { "; " });
+    read.push("SELECT owner, pending FROM owner_pending WHERE owner IN (");
     let mut list = read.separated(", ");
     for owner in &owners {
         list.push_bind(*owner);
