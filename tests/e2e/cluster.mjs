@@ -11,9 +11,11 @@
 //
 // Environment: UPLOAD_SERVER_BIN (default target/debug/upload-server);
 // `garage` and `haproxy` on PATH (scripts/install-tools.sh), Chromium at
-// /usr/bin/chromium. The three instances share one SQLite file in the test's
-// directory, as instances on one machine can; TEST_S3_* and other stores in
-// the environment are not used: the test needs a cluster of its own.
+// /usr/bin/chromium; TEST_POSTGRES_URL (scripts/postgres.sh start: an admin
+// connection) for PostgreSQL, on which the test makes a database of its own
+// and drops it at the end; without it the three instances share one SQLite
+// file in the test's directory, as instances on one machine can. TEST_S3_*
+// are not used: the test needs a store cluster of its own.
 // Everything it starts is its own and is stopped when it ends.
 // Runs on node's test runner: `node --test cluster.mjs`.
 import fs from "node:fs";
@@ -141,6 +143,21 @@ async function startBalancer(serverPorts) {
   return { api, s3, stop: () => stopProcess(proc) };
 }
 
+/**
+ * A new, empty database for the three instances: on PostgreSQL when
+ * TEST_POSTGRES_URL names a server (dropped by `drop`), else a SQLite file.
+ */
+function freshDatabase() {
+  const admin = process.env.TEST_POSTGRES_URL;
+  if (!admin) return { url: `sqlite://${path.join(tmp, "uploads.db")}`, drop: () => {} };
+  const name = `upload_cluster_${crypto.randomBytes(6).toString("hex")}`;
+  const psql = (sql) => execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c", sql], { timeout: 30000, stdio: ["ignore", "ignore", "pipe"] });
+  psql(`CREATE DATABASE ${name}`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
 /** Every instance's environment: one database, the balancer's S3 endpoint and public URL. */
 function serverEnv(i, port, database, extra = {}) {
   const env = {
@@ -160,9 +177,9 @@ function serverEnv(i, port, database, extra = {}) {
     UPLOAD_CORS_ORIGINS: site.origin,
     UPLOAD_MAX_FILE_SIZE: String(64 * MiB),
     UPLOAD_MAX_FILES: "1000",
+    // UPLOAD_RATE_LIMIT stays at its default: each owner here stays inside its burst.
     UPLOAD_MULTIPART_THRESHOLD: String(6 * MiB),
     UPLOAD_PART_SIZE: String(PART),
-    UPLOAD_RATE_LIMIT: "0",
     UPLOAD_SWEEP_INTERVAL: "1",
     UPLOAD_SWEEP_GRACE: "0",
     UPLOAD_WEBHOOK_URL: hooks.url,
@@ -283,8 +300,10 @@ setup(async () => {
   cleanups.push(balancer.stop);
   apiBase = `${balancer.api}/api/v1`;
 
-  const database = `sqlite://${path.join(tmp, "uploads.db")}`;
-  log(`database: ${database}`);
+  const db = freshDatabase();
+  cleanups.push(db.drop); // after the servers have stopped (cleanups run in reverse)
+  const database = db.url;
+  log(`database: ${database.replace(/:[^:@/]*@/, ":***@")}`);
   servers = ports.map((port, i) => ({ port, env: serverEnv(i, port, database) }));
   cleanups.push(() => Promise.all(servers.map((s) => s.proc?.stop())));
   // The first one migrates the database and sets the bucket's CORS up; the
