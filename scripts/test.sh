@@ -83,7 +83,8 @@ bash tests/e2e/run.sh
 step "past one machine: three Garage nodes, three servers on one database, haproxy; Chromium and a plain client"
 # tests/e2e/cluster.mjs starts its own Garage cluster (scripts/garage.sh
 # start-cluster), servers and haproxy, and stops them on any exit; it kills an
-# instance and stops a Garage node on purpose. About a minute.
+# instance and stops a Garage node on purpose. Its database is one of its own
+# in the PostgreSQL started above (TEST_POSTGRES_URL). About a minute.
 # Node's test runner as run.sh runs it; the package and node_modules are there from the steps above.
 node --test --test-reporter=spec --test-force-exit tests/e2e/cluster.mjs
 
