@@ -21,8 +21,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgPool};
 use upload_core::wire::UploadState;
 
 use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS, plan_columns};
@@ -84,6 +84,10 @@ impl PostgresDb {
         let target = redacted(url);
         let unreachable = |source| ConnectError::Unreachable { target: target.clone(), source };
         let options = PgConnectOptions::from_str(url).map_err(unreachable)?.application_name("upload-server");
+        // One connection first, for its own error: the pool retries a
+        // refused connection until its timeout and then says only that it
+        // timed out, where "connection refused" says what is wrong.
+        sqlx::PgConnection::connect_with(&options).await.map_err(unreachable)?.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -440,3 +440,22 @@ fn urls_are_shown_without_their_password() {
     assert_eq!(redacted("postgres://db.example/uploads"), "postgres://db.example/uploads");
     assert_eq!(redacted("sqlite://./data/uploads.db?mode=rwc"), "sqlite://./data/uploads.db");
 }
+
+/// What counts as "the database did not answer" (503) and what is a
+/// statement refused (500).
+#[tokio::test]
+async fn unavailable_means_the_database_did_not_answer() {
+    assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+    assert!(is_unavailable(&sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
+    assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+    // A constraint refused: a bug, not an outage.
+    let (url, _dir) = fresh(Kind::Sqlite).await;
+    drop(Db::connect(&url).await.unwrap());
+    let refused = raw(Kind::Sqlite, &url, "CREATE TABLE t (x INTEGER CHECK (x > 0)); INSERT INTO t VALUES (0)").await;
+    assert!(!is_unavailable(&refused.unwrap_err()));
+    // SQLite's lock held past the busy timeout is an outage of sorts: try again.
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let busy = raw(Kind::Sqlite, &url, "PRAGMA busy_timeout = 10; BEGIN IMMEDIATE").await;
+    assert!(is_unavailable(&busy.unwrap_err()));
+}
