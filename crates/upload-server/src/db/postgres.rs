@@ -71,6 +71,9 @@ fn bind_upload<'q>(
         .bind(row.expires_at)
 }
 
+/// A pooled connection idle this long is pinged before a request gets it.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL database.
 #[derive(Debug)]
 pub(super) struct PostgresDb {
@@ -92,8 +95,18 @@ impl PostgresDb {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A connection the database dropped (restart, failover) is found
-            // out before a request gets it, not by the request failing.
-            .test_before_acquire(true)
+            // out before a request gets it, not by the request failing; but
+            // only one that sat idle (a ping per request is a round trip
+            // each), since a busy one would have failed its last request.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(unreachable)?;
