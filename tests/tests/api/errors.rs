@@ -258,14 +258,30 @@ async fn rate_limited_past_the_burst(backend: Backend) {
 /// of the cause, the process goes on serving, and what does not touch the
 /// broken table still works.
 #[tokio::test]
-async fn internal_error_when_the_database_breaks_under_the_server() {
+async fn internal_error_when_the_database_breaks_under_the_server_on_sqlite() {
+    internal_error_when_the_database_breaks_under_the_server(Backend::Local).await
+}
+
+#[tokio::test]
+#[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
+async fn internal_error_when_the_database_breaks_under_the_server_on_postgres() {
+    internal_error_when_the_database_breaks_under_the_server(Backend::GaragePostgres).await
+}
+
+async fn internal_error_when_the_database_breaks_under_the_server(backend: Backend) {
     use sqlx::Connection as _;
-    let server = TestServer::start(Backend::Local, |c| c).await;
+    let server = TestServer::start(backend, |c| c).await;
     let client = server.as_owner("ida");
     client.create("before.bin", 10, "").await;
 
-    let mut raw = sqlx::SqliteConnection::connect(&server.state.config().database_url).await.unwrap();
-    sqlx::query("DROP TABLE files").execute(&mut raw).await.unwrap();
+    let url = &server.state.config().database_url;
+    if url.starts_with("sqlite:") {
+        let mut raw = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("DROP TABLE files").execute(&mut raw).await.unwrap();
+    } else {
+        let mut raw = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("DROP TABLE files").execute(&mut raw).await.unwrap();
+    }
 
     let message = expect_error(client.get("/files").await, 500, "internal").await;
     assert!(!message.contains("files") && !message.contains("table"), "the cause leaks: {message}");

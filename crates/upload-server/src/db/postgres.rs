@@ -7,10 +7,9 @@
 //! room, so a create first takes its owner's `owner_pending` row lock (an
 //! upsert, in the same statement as the insert) and holds it until its
 //! insert commits: every create of one owner, on any instance, decides
-//! after the one before it committed. State
-//! changes are compare-and-set UPDATEs (a second one waits for the first's
-//! row lock, then finds the row no longer pending), and the outbox is
-//! claimed `FOR UPDATE SKIP LOCKED`.
+//! after the one before it committed. State changes are compare-and-set
+//! UPDATEs (a second one waits for the first's row lock, then finds the row
+//! no longer pending), and the outbox is claimed `FOR UPDATE SKIP LOCKED`.
 //!
 //! Cancel-safety: multi-statement work runs in sqlx `Transaction`s; one
 //! dropped before its commit is rolled back when its connection goes back
