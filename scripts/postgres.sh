@@ -93,6 +93,13 @@ start() {
     exit 1
   fi
   mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$dir"
+    if ! runuser -u postgres -- test -w "$dir"; then
+      echo "the postgres user cannot reach $dir (a parent directory closed to it?): use a DIR under /tmp" >&2
+      exit 1
+    fi
+  fi
   stop # a cluster left running from an earlier start on DIR
   [ -f "$dir/data/PG_VERSION" ] && [ -f "$dir/env" ] || configure
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
