@@ -4,7 +4,7 @@
 //! on both at once all succeed, either instance completes, reads and lists
 //! what the other created, and their sweepers running at once expire every
 //! abandoned upload exactly once; and the per-owner pending limit holds
-//! exactly under creates on both at once.
+//! exactly under creates on both at once, and so do the rate limits.
 
 use std::collections::BTreeMap;
 
@@ -133,4 +133,40 @@ async fn the_pending_limit_holds_across_instances_on_sqlite() {
 #[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
 async fn the_pending_limit_holds_across_instances_on_postgres() {
     the_pending_limit_holds_across_instances(Backend::GaragePostgres).await
+}
+
+/// Rate limits across instances: one owner's requests alternate between
+/// two instances on one database with UPLOAD_RATE_LIMIT=1 (bursts of 2).
+/// A limit per process would let 4 through at once; the shared bucket lets
+/// 2, plus one per second the requests took.
+async fn rate_limits_hold_across_instances(backend: Backend) {
+    let (url, _dir) = backend.fresh_database().await;
+    let a = TestServer::start(backend, |c| c.database_url(&url).rate_limit(1)).await;
+    let b = TestServer::start(backend, |c| c.database_url(&url).rate_limit(1)).await;
+    let started = std::time::Instant::now();
+    let mut passed = 0;
+    for n in 0..12 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        let response = server.as_owner("rita").get("/files").await;
+        match response.status() {
+            StatusCode::OK => passed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("neither served nor limited: {other} {}", response.text().await.unwrap()),
+        }
+    }
+    let refilled = started.elapsed().as_secs();
+    assert!((2..=2 + refilled).contains(&passed), "{passed} requests passed in {refilled} s");
+    // Another owner has a bucket of its own.
+    assert_eq!(b.as_owner("sam").get("/files").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rate_limits_hold_across_instances_on_sqlite() {
+    rate_limits_hold_across_instances(Backend::Local).await
+}
+
+#[tokio::test]
+#[ignore = "needs Garage and PostgreSQL: scripts/test.sh runs it"]
+async fn rate_limits_hold_across_instances_on_postgres() {
+    rate_limits_hold_across_instances(Backend::GaragePostgres).await
 }
