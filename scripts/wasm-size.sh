@@ -7,12 +7,14 @@
 #
 # The ceiling issue 10 sets is 35,000 (1.5 times Uppy's core plus its S3
 # plugin, 22,662 measured; the goal remains Uppy's figure). The all-Rust
-# client (gloo-net, upload-core's wire types, web-sys XHR) measures 58,015
-# today, over it (see crates/upload-wasm/README.md, "Size": what each step
-# bought and what stands between), so the default below is that figure plus
+# client (gloo-net, upload-core's wire types, web-sys XHR) measured 58,015,
+# over it (see crates/upload-wasm/README.md, "Size": what each step
+# bought and what stands between), so the ceiling was that figure plus
 # ~480 bytes (room for small changes to upload-core's wire types, which the
 # client reads): the check still fails on real growth, and comes down as the
-# size work lands.
+# size work lands. Batched creates and completes (src/batch.rs, issue 16)
+# cost 2,616 of gzip (58,015 -> 60,631), and the ceiling rose by as much,
+# 58,500 -> 61,116.
 # Usage: wasm-size.sh [--check | --no-check] [PKG_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +28,7 @@ for a in "$@"; do
   esac
 done
 pkg=${pkg:-$root/crates/upload-wasm/pkg}
-budget=${BUDGET:-58500}
+budget=${BUDGET:-61116}
 if [[ ! -f $pkg/upload_wasm_bg.wasm ]]; then
   echo "wasm-size: $pkg/upload_wasm_bg.wasm missing; run scripts/build-wasm.sh" >&2
   exit 1

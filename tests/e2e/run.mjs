@@ -307,3 +307,58 @@ test("a part failing twice with 503 (and one dropped connection) still ends corr
   assertProgress(i);
   await assertStored(i.result, mid);
 });
+
+/** `upload_http_request_duration_seconds_count` of `route` (its POSTs, any status), from the server's /metrics. */
+async function routeCount(route) {
+  const text = await (await fetch(`${new URL(server.base).origin}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("upload_http_request_duration_seconds_count{") && line.includes(`route="${route}"`) && line.includes('method="POST"')) {
+      n += Number(line.split(" ").at(-1));
+    }
+  }
+  return n;
+}
+
+test("a folder of 30 small files: creates and completes go in batches, one refused outcome fails only its file", async () => {
+  await newUploader(4);
+  const files = Array.from({ length: 30 }, (_, k) => makeFile(`folder-${k}.bin`, 20 * 1024 + k));
+  await setFiles(files);
+  const metric = async () => ({
+    create: await routeCount("/api/v1/uploads"),
+    batch: await routeCount("/api/v1/uploads/batch"),
+    complete: await routeCount("/api/v1/uploads/{id}/complete"),
+    batchComplete: await routeCount("/api/v1/uploads/batch/complete"),
+  });
+  const before = await metric();
+  const seen = requests.length;
+  // File 7 asks for a plan the S3 backend has not: the client's own check
+  // passes it, the server refuses it (invalid_request) in its batch outcome.
+  const refused = 7;
+  const handles = await page.evaluate((refused) => window.e2e.startAll({ test: "folder" }, { [refused]: { uploader: "Chunked" } }), refused);
+  const results = [];
+  for (const h of handles) results.push(await settle(h));
+  for (let k = 0; k < files.length; k++) {
+    if (k === refused) {
+      assertEq(results[k].error?.code, "invalid_request", `file ${k}: ${JSON.stringify(results[k].error)}`);
+      assertEq(results[k].error?.status, 400, "the status the single create would have had");
+      assertEq(results[k].state, "failed", "state");
+      continue;
+    }
+    assert(!results[k].error, `file ${k}: ${JSON.stringify(results[k].error)}`);
+    assertEq(results[k].result.name, `folder-${k}.bin`, "recorded name");
+    await assertStored(results[k].result, files[k]);
+  }
+  // What the server saw: batch requests, and far fewer API requests than
+  // the 2 per file (4 with preflights) of single creates and completes.
+  const after = await metric();
+  const d = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]]));
+  assert(d.batch >= 1 && d.batchComplete >= 1, `batch requests: ${JSON.stringify(d)}`);
+  const apiCalls = d.create + d.batch + d.complete + d.batchComplete;
+  assert(apiCalls < files.length, `${apiCalls} create and complete requests for 30 files: ${JSON.stringify(d)}`);
+  console.log(`# 30 files: ${apiCalls} create/complete requests ${JSON.stringify(d)}`);
+  // The browser sent nothing else to the API (the configuration was read
+  // before, when the Uploader was made).
+  const sent = requests.slice(seen).filter((r) => r.url.startsWith(server.base) && r.method !== "OPTIONS");
+  assertEq(sent.length, apiCalls, "API requests the browser sent");
+});

@@ -18,8 +18,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use js_sys::Function;
@@ -28,7 +26,7 @@ use upload_core::wire::{
     CompleteUpload, Completed, CompletedPart, SignParts, SignedParts, StoredPart, UploadPlan, UploadStatus,
 };
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, FormData};
 
 use crate::api::{GET, Method, POST, from_js, to_js};
@@ -37,7 +35,7 @@ use crate::hash::{HashModule, sum};
 use crate::policy::{self, Retryable, Verdict, judge, range_end};
 use crate::task::{Body, Request, Sent, State, Task};
 use crate::upload::{Client, Started};
-use crate::wait::{Slot, after, signal};
+use crate::wait::{Slot, Work, after, signal};
 
 /// Sends the bytes of an upload already created (`started`: the answer of
 /// `POST /uploads`, or of `GET /uploads/{id}` for one found again) by its
@@ -160,8 +158,6 @@ enum Then {
     Signed(u32, u32),
 }
 
-type Work = Pin<Box<dyn Future<Output = Result<JsValue, Fail>>>>;
-
 impl Flow {
     /// Records the parts the server says are stored.
     fn merge(&self, parts: &[StoredPart]) {
@@ -186,10 +182,7 @@ impl Flow {
     /// Runs `work` (an API call, a hash) and hands its result to [`Flow::on_answer`].
     fn spawn(self: &Rc<Self>, work: Work, then: Then) {
         let flow = self.clone();
-        spawn_local(async move {
-            let answer = work.await;
-            flow.on_answer(then, answer);
-        });
+        crate::wait::then(work, Box::new(move |answer| flow.on_answer(then, answer)));
     }
 
     /// An idempotent API call (tried again on network errors, 429, 5xx).
@@ -675,7 +668,16 @@ impl Flow {
             }
         }
         drop(s);
-        self.api(POST, self.complete_url.clone(), Some(to_js(&complete)), Then::Completed);
+        let body = to_js(&complete);
+        match &self.client.batches {
+            // Gathered with the other uploads' completes (see `crate::batch`).
+            Some(batches) => {
+                let flow = self.clone();
+                let done = Box::new(move |answer| flow.on_answer(Then::Completed, answer));
+                batches.completes.submit(self.complete_url.clone(), body, Some(&self.id), done);
+            }
+            None => self.api(POST, self.complete_url.clone(), Some(body), Then::Completed),
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! would and reads exactly what it writes.
 
 mod api;
+mod batch;
 mod fail;
 mod flow;
 mod hash;

@@ -41,6 +41,10 @@ export function installMock(options = {}) {
     createStatus: options.createStatus || null,
     events: [],
     appCreated: [], // what an app's create step was handed (appCreate)
+    noBatch: !!options.noBatch, // a server without the batch routes
+    refuse: options.refuse || {}, // name -> {status, code, times}: create refused
+    batches: [], // {route, size} of every batch request answered
+    batchUnavailable: options.batchUnavailable || 0, // batch creates answered 503 as a whole first
   };
   let nextId = 1;
   const store = {}; // key -> { parts: {n: {size, etag}}, object: size, chunk: bytes }
@@ -63,21 +67,60 @@ export function installMock(options = {}) {
     return Object.keys(parts).map(Number).sort((a, b) => a - b).map((n) => ({ part_number: n, etag: parts[n].etag, size: parts[n].size }));
   }
 
+  // One create or complete as [status, body]: the single routes answer it,
+  // the batch routes put the body in their list.
+  const errBody = (code, status = 400) => [status, { error: { code, message: `mock ${code}` } }];
+  const answer = ([status, body]) => json(status, body);
+  function createOne(body) {
+    if (m.createStatus) return errBody(m.createStatus[1], m.createStatus[0]);
+    // Refused by name, as the server refuses what the client's own check let through.
+    const refused = m.refuse[body.name];
+    if (refused && refused.times-- > 0) return errBody(refused.code, refused.status);
+    const id = `u${nextId++}`;
+    const u = { id, key: `k/${id}/${body.name}`, name: body.name, size: body.size, type: body.type ?? "", meta: body.meta ?? {}, plan: body.uploader || m.plan, sums: !!body.part_checksums, state: "pending" };
+    m.uploads[id] = u;
+    store[u.key] = { parts: {}, object: 0, chunk: 0 };
+    const upload = planFor(u);
+    return [201, {
+      uploader: upload.uploader, id, key: u.key, expires_at: "2099-01-01T00:00:00Z", upload,
+      complete_url: `/api/v1/uploads/${id}/complete`, endpoint: API, token: `scoped-${id}`, token_expires_at: "2099-01-01T01:00:00Z",
+    }];
+  }
+  function completeOne(u, body) {
+    const s = store[u.key];
+    let size = s.object;
+    if (u.plan === "S3Multipart") {
+      const count = Math.ceil(u.size / m.partSize);
+      const given = body.parts || [];
+      const ok = given.length === count && given.every((p, i) => p.part_number === i + 1 && s.parts[p.part_number]?.etag === p.etag);
+      if (!ok) return errBody("upload_incomplete", 409);
+      size = given.reduce((a, p) => a + s.parts[p.part_number].size, 0);
+    } else if (u.plan === "Chunked") size = s.chunk;
+    if (size !== u.size) return errBody("upload_mismatch", 422);
+    u.state = "completed";
+    m.completeAnsweredAt = performance.now();
+    return [200, { file: { id: u.id, name: u.name, size, type: u.type, key: u.key, sha256: null, meta: u.meta, created_at: "now", owner: "anonymous" } }];
+  }
+
   async function api(method, path, body) {
     await sleep(1);
     let mt;
     if (method === "GET" && path === "/config") return json(200, m.config);
-    if (method === "POST" && path === "/uploads") {
-      if (m.createStatus) return err(m.createStatus[0], m.createStatus[1]);
-      const id = `u${nextId++}`;
-      const u = { id, key: `k/${id}/${body.name}`, name: body.name, size: body.size, type: body.type ?? "", meta: body.meta ?? {}, plan: body.uploader || m.plan, sums: !!body.part_checksums, state: "pending" };
-      m.uploads[id] = u;
-      store[u.key] = { parts: {}, object: 0, chunk: 0 };
-      const upload = planFor(u);
-      return json(201, {
-        uploader: upload.uploader, id, key: u.key, expires_at: "2099-01-01T00:00:00Z", upload,
-        complete_url: `/api/v1/uploads/${id}/complete`, endpoint: API, token: `scoped-${id}`, token_expires_at: "2099-01-01T01:00:00Z",
-      });
+    if (method === "POST" && path === "/uploads") return answer(createOne(body));
+    // The batch routes (absent with `noBatch`, as on a server from before
+    // them: axum answers 405 for POST on /uploads/{id}, and the single
+    // complete route 404 for an upload named "batch").
+    if (method === "POST" && path === "/uploads/batch") {
+      if (m.noBatch) return err(405, "method_not_allowed");
+      m.batches.push({ route: "create", size: body.files.length });
+      if (m.batchUnavailable-- > 0) return err(503, "storage_unavailable");
+      return json(200, { uploads: body.files.map((f) => createOne(f)[1]) });
+    }
+    if (method === "POST" && path === "/uploads/batch/complete") {
+      if (m.noBatch) return err(404, "not_found");
+      m.batches.push({ route: "complete", size: body.uploads.length });
+      const one = (c) => (m.uploads[c.id] ? completeOne(m.uploads[c.id], c) : errBody("not_found", 404));
+      return json(200, { files: body.uploads.map((c) => one(c)[1]) });
     }
     if ((mt = path.match(/^\/uploads\/(\w+)(\/parts|\/complete)?$/))) {
       const u = m.uploads[mt[1]];
@@ -92,21 +135,7 @@ export function installMock(options = {}) {
           }),
         });
       }
-      if (method === "POST" && mt[2] === "/complete") {
-        const s = store[u.key];
-        let size = s.object;
-        if (u.plan === "S3Multipart") {
-          const count = Math.ceil(u.size / m.partSize);
-          const given = body.parts || [];
-          const ok = given.length === count && given.every((p, i) => p.part_number === i + 1 && s.parts[p.part_number]?.etag === p.etag);
-          if (!ok) return err(409, "upload_incomplete");
-          size = given.reduce((a, p) => a + s.parts[p.part_number].size, 0);
-        } else if (u.plan === "Chunked") size = s.chunk;
-        if (size !== u.size) return err(422, "upload_mismatch");
-        u.state = "completed";
-        m.completeAnsweredAt = performance.now();
-        return json(200, { file: { id: u.id, name: u.name, size, type: u.type, key: u.key, sha256: null, meta: u.meta, created_at: "now", owner: "anonymous" } });
-      }
+      if (method === "POST" && mt[2] === "/complete") return answer(completeOne(u, body || {}));
       if (method === "GET") return json(200, { id: u.id, state: u.state, name: u.name, size: u.size, type: u.type, key: u.key, expires_at: "", upload: planFor(u), parts: storedParts(u) });
       if (method === "DELETE") {
         u.state = "aborted";

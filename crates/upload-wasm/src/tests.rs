@@ -544,3 +544,155 @@ async fn uploader_needs_an_endpoint() {
     assert_eq!(code(&err), "invalid_request");
     assert!(get_str(&err, "message").unwrap().contains("endpoint"));
 }
+
+/// A mock whose server keeps `max_files` pending uploads per owner.
+fn mock_with_max_files(max_files: f64, extra: &[(&str, JsValue)]) -> JsValue {
+    let constraints =
+        obj(&[("max_file_size", num(1e6)), ("max_files", num(max_files)), ("accept", Array::new().into())]);
+    let mut options = vec![("config", obj(&[("constraints", constraints)]))];
+    options.extend(extra.iter().cloned());
+    install_mock(&obj(&options))
+}
+
+/// The sizes of the batch requests the mock answered for `route` (`create`, `complete`).
+fn batch_sizes(mock: &JsValue, route: &str) -> Vec<u32> {
+    Array::from(&get(mock, "batches"))
+        .iter()
+        .filter(|b| get_str(b, "route").as_deref() == Some(route))
+        .map(|b| get_f64(&b, "size").unwrap_or_default() as u32)
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn a_folder_is_created_and_completed_in_a_few_batch_requests() {
+    let _serial = serial().await;
+    let mock = mock_with_max_files(100.0, &[]);
+    let up = uploader(4);
+    // Added in one loop, as a folder is.
+    let uploads: Vec<Upload> =
+        (0..30).map(|i| start(&up, &mock, &make_file(100 + i, &format!("f{i}.png"), "image/png"))).collect();
+    for (i, u) in (0..).zip(&uploads) {
+        let record = done(u).await.expect("every file succeeds");
+        assert_eq!(get_str(&record, "name"), Some(format!("f{i}.png")));
+        assert_eq!(get_f64(&record, "size"), Some(f64::from(100 + i)));
+        assert_eq!(get_str(&get(&record, "meta"), "album").as_deref(), Some("7"));
+        assert_eq!(u.state(), "done");
+    }
+    // The first create goes alone, at once; the 29 that came while it was in
+    // flight go together in the next request.
+    let (single_creates, creates) = (count(&mock, "POST", "^/uploads$"), batch_sizes(&mock, "create"));
+    assert_eq!(single_creates, 1);
+    assert_eq!(creates, [29]);
+    // Completes gather while one is in flight; every upload is completed once.
+    let single_completes = count(&mock, "POST", r"^/uploads/u\d+/complete$");
+    let completes = batch_sizes(&mock, "complete");
+    assert_eq!(single_completes + completes.iter().sum::<u32>(), 30);
+    assert!(!completes.is_empty() && completes.iter().all(|n| *n >= 2), "{completes:?}");
+    let log = Array::from(&get(&mock, "log"));
+    let api_requests = log.iter().filter(|e| get_str(e, "kind").as_deref() == Some("api")).count() as u32;
+    assert!(api_requests <= 1 + 2 + single_completes + completes.len() as u32);
+    assert!(api_requests < 30, "{api_requests} API requests for 30 files");
+    assert_eq!(store_requests(&mock).length(), 30, "one form POST per file");
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_outcome_in_a_batch_fails_only_its_upload() {
+    let _serial = serial().await;
+    let refuse = |status: f64, code: &str, times: f64| {
+        obj(&[("status", num(status)), ("code", code.into()), ("times", num(times))])
+    };
+    let refusals = obj(&[
+        // A type the client's own check passes (no accept list here) but the server refuses.
+        ("bad.png", refuse(415.0, "type_not_accepted", 1.0)),
+        // Another tab took the owner's last pending slot: fails, as the single create does.
+        ("full.png", refuse(409.0, "too_many_files", 1.0)),
+        // The database did not answer for this one, once: tried again, as the single create is.
+        ("busy.png", refuse(503.0, "storage_unavailable", 1.0)),
+    ]);
+    let mock = mock_with_max_files(100.0, &[("refuse", refusals)]);
+    let up = uploader(4);
+    let names = ["first.png", "a.png", "bad.png", "b.png", "full.png", "busy.png", "c.png"];
+    let uploads: Vec<Upload> = names.iter().map(|n| start(&up, &mock, &make_file(50, n, "image/png"))).collect();
+    assert_eq!(batch_sizes(&mock, "create"), Vec::<u32>::new(), "the first goes alone, at once");
+    for (name, u) in names.iter().zip(&uploads) {
+        match *name {
+            "bad.png" | "full.png" => {
+                let err = done(u).await.expect_err("refused by the server");
+                let (expected, status) =
+                    if *name == "bad.png" { ("type_not_accepted", 415.0) } else { ("too_many_files", 409.0) };
+                assert_eq!(code(&err), expected);
+                assert_eq!(get_f64(&err, "status"), Some(status));
+                assert_eq!(u.state(), "failed");
+                assert_eq!(u.id(), None, "nothing was created for it");
+            }
+            _ => {
+                let record = done(u).await.expect("the others succeed");
+                assert_eq!(get_str(&record, "name").as_deref(), Some(*name));
+            }
+        }
+    }
+    // The refusals came in a batch's outcomes: the first create went alone,
+    // the six others together.
+    let creates = batch_sizes(&mock, "create");
+    assert_eq!(creates[0], 6, "{creates:?}");
+    // busy.png was sent again after the backoff (alone, as nothing else was
+    // waiting then) and created on its second try: eight creates for seven files.
+    let single_creates = count(&mock, "POST", "^/uploads$");
+    assert_eq!(single_creates + creates.iter().sum::<u32>(), 8, "{single_creates} + {creates:?}");
+    assert_eq!(store_requests(&mock).length(), 5);
+}
+
+#[wasm_bindgen_test]
+async fn a_server_without_the_batch_routes_gets_single_requests_for_good() {
+    let _serial = serial().await;
+    let mock = mock_with_max_files(100.0, &[("noBatch", JsValue::TRUE)]);
+    let up = uploader(4);
+    let first: Vec<Upload> = (0..6).map(|i| start(&up, &mock, &make_file(60 + i, "f.png", "image/png"))).collect();
+    for (i, u) in (0..).zip(&first) {
+        assert_eq!(get_f64(&done(u).await.expect("succeeds singly"), "size"), Some(f64::from(60 + i)));
+    }
+    // One batch create was tried (405); after it, everything went singly,
+    // the completes too.
+    assert_eq!(count(&mock, "POST", "^/uploads/batch$"), 1);
+    assert_eq!(count(&mock, "POST", "^/uploads/batch/complete$"), 0);
+    assert_eq!(count(&mock, "POST", "^/uploads$"), 6);
+    assert_eq!(count(&mock, "POST", r"^/uploads/u\d+/complete$"), 6);
+    // For good: a second folder on the same Uploader asks no batch route.
+    let second: Vec<Upload> = (0..4).map(|_| start(&up, &mock, &make_file(10, "g.png", "image/png"))).collect();
+    for u in &second {
+        done(u).await.expect("succeeds singly");
+    }
+    assert_eq!(count(&mock, "POST", "^/uploads/batch"), 1);
+    assert_eq!(count(&mock, "POST", "^/uploads$"), 10);
+}
+
+#[wasm_bindgen_test]
+async fn uploads_created_by_the_apps_step_complete_singly_with_their_scoped_tokens() {
+    let _serial = serial().await;
+    let mock = install_mock(&JsValue::UNDEFINED);
+    let up = Uploader::new(obj(&[("create", app_create(&mock).into())])).unwrap_or_else(|_| panic!("valid"));
+    let uploads: Vec<Upload> = (0..4).map(|_| start(&up, &mock, &make_file(20, "a.bin", ""))).collect();
+    for u in &uploads {
+        done(u).await.expect("succeeds");
+    }
+    // A batch acts for the owner; an upload-scoped token cannot.
+    assert_eq!(count(&mock, "POST", "^/uploads/batch"), 0);
+    assert_eq!(count(&mock, "POST", r"^/uploads/u\d+/complete$"), 4);
+}
+
+#[wasm_bindgen_test]
+async fn a_batch_refused_as_a_whole_for_now_is_tried_again() {
+    let _serial = serial().await;
+    let mock = mock_with_max_files(100.0, &[("batchUnavailable", num(1.0))]);
+    let up = uploader(4);
+    let uploads: Vec<Upload> = (0..5).map(|i| start(&up, &mock, &make_file(30 + i, "f.png", "image/png"))).collect();
+    for (i, u) in (0..).zip(&uploads) {
+        assert_eq!(get_f64(&done(u).await.expect("succeeds after the 503"), "size"), Some(f64::from(30 + i)));
+    }
+    // The first alone; the four others in a batch answered 503 (a create's
+    // "not now", tried again as the single create is), then created.
+    let creates = batch_sizes(&mock, "create");
+    assert_eq!(creates[0], 4, "{creates:?}");
+    let single_creates = count(&mock, "POST", "^/uploads$");
+    assert_eq!(single_creates + creates[1..].iter().sum::<u32>(), 5, "{single_creates} + {creates:?}");
+}

@@ -13,11 +13,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::api::{Api, DELETE, GET, Method, POST, from_js, to_js};
+use crate::batch::Batches;
 use crate::fail::{ABORTED, Fail, NETWORK, cat};
 use crate::hash::{Extras, HashModule};
 use crate::policy::{self, Retryable};
 use crate::task::{Shared, State, Task};
-use crate::wait::Pool;
+use crate::wait::{Pool, signal};
 
 /// What the uploads of one `Uploader` share.
 pub(crate) struct Client {
@@ -30,6 +31,9 @@ pub(crate) struct Client {
     files: RefCell<Option<Rc<Pool>>>,
     pub(crate) extras: Option<Extras>,
     creation: Creation,
+    /// Creates and completes gathered into batch requests: only for an
+    /// Uploader that talks to the API with its user's token (see [`crate::batch`]).
+    pub(crate) batches: Option<Batches>,
 }
 
 /// How uploads are created: by `POST /uploads` with the Uploader's token,
@@ -117,10 +121,16 @@ impl Client {
             files: RefCell::default(),
             extras,
             creation: Creation::default(),
+            batches: None,
         }
     }
 
+    /// How uploads are created; without the app's `create` step, this
+    /// Uploader creates and completes with its user's token, so in batches.
     pub(crate) fn with_creation(mut self, creation: Creation) -> Client {
+        if creation.create.is_none() {
+            self.batches = Some(Batches::new(self.api.clone(), self.shared.retry));
+        }
         self.creation = creation;
         self
     }
@@ -169,10 +179,25 @@ impl Client {
     pub(crate) async fn create(&self, body: &CreateUpload) -> Result<Started, Fail> {
         let json = match &self.creation.create {
             Some(create) => app_create(create, body).await?,
-            None => {
-                let body = Some(to_js(body));
-                self.api.retrying(POST, "/uploads", body.as_ref(), Retryable::IfRefused, &self.shared.retry).await?
-            }
+            None => match &self.batches {
+                Some(batches) => {
+                    let (created, resolve) = signal();
+                    let outcome = Rc::new(RefCell::new(None));
+                    let out = outcome.clone();
+                    let done = Box::new(move |answer| {
+                        *out.borrow_mut() = Some(answer);
+                        let _ = resolve.call0(&JsValue::UNDEFINED);
+                    });
+                    batches.creates.submit("/uploads".into(), to_js(body), None, done);
+                    let _ = JsFuture::from(created).await;
+                    let answer = outcome.borrow_mut().take();
+                    answer.unwrap_or_else(|| Err(Fail::aborted()))?
+                }
+                None => {
+                    let body = Some(to_js(body));
+                    self.api.retrying(POST, "/uploads", body.as_ref(), Retryable::IfRefused, &self.shared.retry).await?
+                }
+            },
         };
         Ok(from_js::<CreatedUpload>(json, "upload")?.into())
     }

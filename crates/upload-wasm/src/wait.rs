@@ -40,6 +40,16 @@ pub(crate) async fn sleep(ms: f64) {
     let _ = JsFuture::from(timer).await;
 }
 
+/// An API call (or other work) to run, and what is done with its result.
+pub(crate) type Work = std::pin::Pin<Box<dyn Future<Output = Result<JsValue, crate::fail::Fail>>>>;
+
+/// Runs `work` and hands its result to `then`. One spawned future for every
+/// caller: each `spawn_local` of its own `async` block would add a task's
+/// state machine to the .wasm.
+pub(crate) fn then(work: Work, then: Box<dyn FnOnce(Result<JsValue, crate::fail::Fail>)>) {
+    wasm_bindgen_futures::spawn_local(async move { then(work.await) });
+}
+
 /// A promise and the function that resolves it.
 pub(crate) fn signal() -> (Promise, Function) {
     let mut resolver = None;

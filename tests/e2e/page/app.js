@@ -18,11 +18,11 @@ window.e2e = {
   createThroughApp(options) {
     this.uploader = new Uploader({ ...options, create: (request) => window.appCreate(request) });
   },
-  /** Starts uploading input file `index`; returns a handle. */
-  start(index, meta = {}) {
+  /** Starts uploading input file `index` (`options`: more of `upload()`'s options); returns a handle. */
+  start(index, meta = {}, options = {}) {
     const file = document.getElementById("files").files[index];
     const rec = { events: [], result: null, error: null, settled: false };
-    rec.upload = this.uploader.upload(file, { meta, onProgress: (p) => rec.events.push({ ...p, at: performance.now(), date: Date.now() }) });
+    rec.upload = this.uploader.upload(file, { ...options, meta, onProgress: (p) => rec.events.push({ ...p, at: performance.now(), date: Date.now() }) });
     rec.upload.done.then(
       (file) => Object.assign(rec, { result: file, settled: true }),
       (e) => Object.assign(rec, { error: { code: e.code, message: e.message, status: e.status }, settled: true }),
@@ -30,6 +30,11 @@ window.e2e = {
     const handle = nextHandle++;
     uploads.set(handle, rec);
     return handle;
+  },
+  /** Starts every input file in one loop, as an app does with a folder; `options[i]` for file i. */
+  startAll(meta = {}, options = {}) {
+    const n = document.getElementById("files").files.length;
+    return Array.from({ length: n }, (_, i) => this.start(i, meta, options[i] ?? {}));
   },
   info(handle) {
     const rec = uploads.get(handle);
