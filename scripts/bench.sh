@@ -108,7 +108,7 @@ if has link; then
 fi
 cleanup() {
   scripts/garage.sh stop "$tmp/garage" || true
-  scripts/postgres.sh stop "$tmp/postgres" || true
+  if [[ -n ${pg_dir:-} ]]; then scripts/postgres.sh stop "$pg_dir" || true; rm -rf "$pg_dir"; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -135,7 +135,9 @@ if has server; then
 fi
 if has scale; then
   log "scale: SQLite and PostgreSQL, one instance and three behind haproxy (wrk, ${secs}s per point)"
-  pg_env=$(scripts/postgres.sh start "$tmp/postgres")
+  # Beside $tmp, not in it: mktemp's directories are closed to the postgres user.
+  pg_dir=$(mktemp -d /tmp/upload-bench-postgres.XXXXXX)
+  pg_env=$(scripts/postgres.sh start "$pg_dir")
   eval "$pg_env"
   # scripts/postgres.sh trades durability for test speed; a benchmark runs the
   # database as production would.
@@ -145,7 +147,7 @@ if has scale; then
   psql -X -q -At "$TEST_POSTGRES_URL" -c "SELECT pg_reload_conf()" >/dev/null
   if $quick; then scale_rounds=1; else scale_rounds=$rounds; fi
   (cd bench && BENCH_SCALE_ROUNDS=$scale_rounds .venv/bin/python scale.py "$root/$out/scale.json" "$secs")
-  scripts/postgres.sh stop "$tmp/postgres"
+  scripts/postgres.sh stop "$pg_dir"
 fi
 if has cost; then
   log "cost growth"
