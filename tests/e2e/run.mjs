@@ -9,6 +9,7 @@
 // Runs on node's test runner: `node --test run.mjs`
 // (`--test-name-pattern=<regex>` for some of the tests).
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
@@ -361,4 +362,62 @@ test("a folder of 30 small files: creates and completes go in batches, one refus
   // before, when the Uploader was made).
   const sent = requests.slice(seen).filter((r) => r.url.startsWith(server.base) && r.method !== "OPTIONS");
   assertEq(sent.length, apiCalls, "API requests the browser sent");
+});
+
+/**
+ * The API as a server from before the batch routes answers them: a proxy in
+ * front of ours that passes everything on but POST /uploads/batch (405, as
+ * axum answers a POST on /uploads/{id}) and /uploads/batch/complete (404, the
+ * single complete route finding no upload "batch"), with the CORS header the
+ * browser needs to read the status. Counts what it saw.
+ */
+async function startOldApi(base) {
+  const target = new URL(base);
+  const port = await freePort();
+  const seen = [];
+  const proxy = http.createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname.slice(target.pathname.length);
+    seen.push(`${req.method} ${path}`);
+    const refused = req.method === "POST" && { "/uploads/batch": [405, "method_not_allowed"], "/uploads/batch/complete": [404, "not_found"] }[path];
+    if (refused) {
+      req.resume();
+      res.writeHead(refused[0], { "Content-Type": "application/json", "Access-Control-Allow-Origin": req.headers.origin ?? "*" });
+      return res.end(JSON.stringify({ error: { code: refused[1], message: "not on this server" } }));
+    }
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((r) => proxy.listen(port, "127.0.0.1", r));
+  cleanups.push(() => new Promise((r) => proxy.close(r)));
+  return { base: `http://127.0.0.1:${port}${target.pathname}`, seen, count: (what) => seen.filter((s) => what.test(s)).length };
+}
+
+test("a server without the batch routes: the Uploader falls back to single requests for good", async () => {
+  const old = await startOldApi(server.base);
+  await page.evaluate((endpoint) => window.e2e.create({ endpoint, concurrency: 4, retryDelay: 200 }), old.base);
+  const files = Array.from({ length: 8 }, (_, k) => makeFile(`old-${k}.bin`, 10 * 1024 + k));
+  await setFiles(files);
+  const run = async () => {
+    const handles = await page.evaluate(() => window.e2e.startAll({ test: "old-server" }));
+    for (let k = 0; k < handles.length; k++) {
+      const i = await settle(handles[k]);
+      assert(!i.error, `file ${k}: ${JSON.stringify(i.error)}`);
+      await assertStored(i.result, files[k]);
+    }
+  };
+  await run();
+  // The first create alone, the seven gathered while it was in flight tried
+  // as a batch (405), then sent singly; every complete singly.
+  assertEq(old.count(/^POST \/uploads\/batch$/), 1, "batch creates tried");
+  assertEq(old.count(/^POST \/uploads$/), 8, "single creates");
+  assertEq(old.count(/^POST \/uploads\/batch\/complete$/), 0, "batch completes tried");
+  assertEq(old.count(/^POST \/uploads\/[^/]+\/complete$/), 8, "single completes");
+  // For good: the same Uploader, the same folder again, asks no batch route.
+  await run();
+  assertEq(old.count(/^POST \/uploads\/batch/), 1, "batch requests after the first folder");
+  assertEq(old.count(/^POST \/uploads$/), 16, "single creates");
 });
