@@ -1,13 +1,13 @@
 //! PostgreSQL: one database every instance shares, on any machine.
 //! Migrations: `migrations-postgres/`.
 //!
-//! Each request is a statement or a short transaction on a pool connection;
-//! there is no group commit (PostgreSQL takes concurrent writers). Under
-//! READ COMMITTED a "count, then insert" would let two creates both see
-//! room, so a create first takes its owner's `owner_pending` row lock (an
-//! upsert, in the same statement as the insert) and holds it until its
-//! insert commits: every create of one owner, on any instance, decides
-//! after the one before it committed. State changes are compare-and-set
+//! Each request is a statement or a short transaction on a pool connection,
+//! but for new uploads, which `writer` commits in batches (group commit),
+//! as SQLite's writer does. Under READ COMMITTED a "count, then insert"
+//! would let two creates both see room, so a batch first takes its owners'
+//! `owner_pending` row locks (an upsert) and holds them until its inserts
+//! commit: every create of one owner, on any instance, decides after the
+//! ones before it committed. State changes are compare-and-set
 //! UPDATEs (a second one waits for the first's row lock, then finds the row
 //! no longer pending), and the outbox is claimed `FOR UPDATE SKIP LOCKED`.
 //!
@@ -24,9 +24,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 use upload_core::wire::UploadState;
 
-use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS, plan_columns};
+use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
 use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, redacted};
 use crate::id::UploadId;
+use writer::Inserts;
+
+mod writer;
 
 /// Connections per instance: PostgreSQL's default allows 100 in all, so
 /// several instances fit with room for administration.
@@ -39,37 +42,6 @@ const MAX_CONNECTIONS: u32 = 16;
 /// after this, not after the whole request timeout.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The columns a new upload sets, and their values as [`bind_upload`] binds them ($1 to $16).
-const INSERT_COLUMNS: &str = "id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-    multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
-    updated_at";
-const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $16, $15";
-
-/// Binds a new upload's values as $1 to $16 (see [`INSERT_VALUES`]).
-fn bind_upload<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    row: &'q UploadRow,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
-    query
-        .bind(&row.id)
-        .bind(&row.owner)
-        .bind(&row.object_key)
-        .bind(&row.name)
-        .bind(row.size as i64)
-        .bind(&row.content_type)
-        .bind(&row.sha256)
-        .bind(&row.meta)
-        .bind(row.plan.kind().as_str())
-        .bind(upload_id)
-        .bind(part_size)
-        .bind(part_count)
-        .bind(part_checksums)
-        .bind(session)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-}
-
 /// A pooled connection idle this long is pinged before a request gets it.
 const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
 
@@ -77,6 +49,7 @@ const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(super) struct PostgresDb {
     pool: PgPool,
+    inserts: Inserts,
 }
 
 impl PostgresDb {
@@ -113,7 +86,8 @@ impl PostgresDb {
             .run(&pool)
             .await
             .map_err(|e| ConnectError::from_migrate(target.clone(), e))?;
-        Ok(PostgresDb { pool })
+        let inserts = Inserts::spawn(pool.clone());
+        Ok(PostgresDb { pool, inserts })
     }
 }
 
@@ -133,52 +107,11 @@ impl Database for PostgresDb {
     }
 
     async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let max = i64::from(max_pending);
-        // The common case in one statement, so one round trip holds the
-        // owner's lock: the upsert takes the counter's row lock (to the
-        // commit) and answers it as the last committed create left it; the
-        // upload is inserted only when that says there is room.
-        let inserted = bind_upload(
-            sqlx::query(&format!(
-                "WITH counter AS (INSERT INTO owner_pending (owner, pending) VALUES ($2, 0) \
-                   ON CONFLICT (owner) DO UPDATE SET pending = owner_pending.pending RETURNING pending) \
-                 INSERT INTO uploads ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} FROM counter WHERE pending < $17"
-            )),
-            &row,
-        )
-        .bind(max)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(true);
-        }
-        // The counter says full, but it also holds uploads past their
-        // window: count exactly, under the same lock, in a transaction. The
-        // count is a statement of its own, so its snapshot is taken after
-        // the lock: it sees every create that committed before.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pending FROM owner_pending WHERE owner = $1 FOR UPDATE")
-            .bind(&row.owner)
-            .fetch_one(&mut *tx)
-            .await?;
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
-             AND expires_at > $2 LIMIT $3) AS p",
-        )
-        .bind(&row.owner)
-        .bind(now_ms)
-        .bind(max)
-        .fetch_one(&mut *tx)
-        .await?;
-        if pending >= max {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        bind_upload(sqlx::query(&format!("INSERT INTO uploads ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})")), &row)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.inserts.insert(row, max_pending, now_ms).await
+    }
+
+    fn writer_queue_depth(&self) -> usize {
+        self.inserts.queue_depth()
     }
 
     async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error> {
@@ -366,6 +299,9 @@ impl Database for PostgresDb {
 
     /// Answers, and is not a read-only standby (where every write would fail).
     async fn ping(&self) -> Result<(), sqlx::Error> {
+        if self.inserts.is_closed() {
+            return Err(sqlx::Error::Protocol("the writer task has stopped".to_owned()));
+        }
         let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&self.pool).await?;
         if standby {
             return Err(sqlx::Error::Protocol("the database is a read-only standby".to_owned()));

@@ -1,0 +1,175 @@
+//! The group-commit writer on PostgreSQL: new uploads, the hot path, are
+//! queued to one task per instance that commits whatever arrived meanwhile
+//! in one transaction: each owner's counter locked once, one multi-row
+//! INSERT, one commit (one WAL flush).
+//!
+//! Without it every create took its owner's `owner_pending` row lock and
+//! held it through its own commit, so one owner's creates committed one
+//! after another, a WAL flush each (about 1,400 per second on the benchmark
+//! machine, where SQLite's writer made 15,000), and each left dead versions
+//! of that one row behind.
+
+use std::collections::HashMap;
+
+use sqlx::{PgPool, QueryBuilder};
+use tokio::sync::{mpsc, oneshot};
+use upload_core::wire::UploadState;
+
+use super::super::rows::{UploadRow, plan_columns};
+
+/// Most new uploads committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// The writer task's handle; cheap to clone. The task ends with the last one.
+#[derive(Clone, Debug)]
+pub(super) struct Inserts {
+    jobs: mpsc::Sender<InsertJob>,
+}
+
+#[derive(Debug)]
+struct InsertJob {
+    row: UploadRow,
+    max_pending: u32,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<bool, sqlx::Error>>,
+}
+
+impl Inserts {
+    /// Starts the writer task on `pool`.
+    pub(super) fn spawn(pool: PgPool) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(insert_batches(pool, queue));
+        Inserts { jobs }
+    }
+
+    /// Queues a new upload for the next batch and waits for its commit.
+    /// Returns whether it was inserted (the owner had room).
+    pub(super) async fn insert(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        let job = InsertJob { row, max_pending, now_ms, reply };
+        self.jobs.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
+    /// Jobs sent and not yet taken by the writer.
+    pub(super) fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    /// Whether the writer task has stopped.
+    pub(super) fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+}
+
+/// The writer task: takes new uploads as they come, commits each batch in
+/// one transaction, answers every caller. A batch that fails (the database
+/// went away) fails each of its creates, which answer 503 or 500 as a
+/// single create would; the next batch starts afresh.
+async fn insert_batches(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match insert_batch(&pool, &batch).await {
+            Ok(inserted) => {
+                for (job, inserted) in batch.drain(..).zip(inserted) {
+                    let _ = job.reply.send(Ok(inserted));
+                }
+            }
+            Err(e) => {
+                // sqlx errors are not Clone: each caller gets the database's
+                // own error where it says which (a lost connection reads as
+                // unavailable), the others its text.
+                let message = e.to_string();
+                let mut first = Some(e);
+                for job in batch.drain(..) {
+                    let error = first.take().unwrap_or_else(|| sqlx::Error::Protocol(message.clone()));
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction. Each owner's counter row is locked first, in one order
+/// on every instance (so two instances' batches cannot deadlock), by an
+/// upsert that answers its value as the last committed create left it;
+/// only an owner the counter says is full gets the exact, window-aware
+/// count (the counter also holds uploads past their window that the
+/// sweeper has not expired yet). Whether each upload was inserted.
+async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut tx = pool.begin().await?;
+    let counters: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "INSERT INTO owner_pending (owner, pending) SELECT owner, 0 FROM unnest($1::text[]) AS owner ORDER BY owner \
+         ON CONFLICT (owner) DO UPDATE SET pending = owner_pending.pending RETURNING owner, pending",
+    )
+    .bind(&owners)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut room: HashMap<&str, i64> = HashMap::with_capacity(owners.len());
+    let mut inserted = Vec::with_capacity(batch.len());
+    for job in batch {
+        let owner = job.row.owner.as_str();
+        let max = i64::from(job.max_pending);
+        if !room.contains_key(owner) {
+            let mut pending = counters.get(owner).copied().unwrap_or(0);
+            if pending >= max {
+                // A statement of its own, so its snapshot is taken after
+                // the lock: it sees every create that committed before.
+                pending = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
+                     AND expires_at > $2 LIMIT $3) AS p",
+                )
+                .bind(owner)
+                .bind(job.now_ms)
+                .bind(max)
+                .fetch_one(&mut *tx)
+                .await?;
+            }
+            room.insert(owner, max - pending);
+        }
+        let left = room.get_mut(owner).expect("inserted above");
+        inserted.push(*left > 0);
+        if *left > 0 {
+            *left -= 1;
+        }
+    }
+    let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
+    if !rows.is_empty() {
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+             multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, \
+             expires_at, updated_at) ",
+        );
+        insert.push_values(rows, |mut values, row| {
+            let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
+            values
+                .push_bind(&row.id)
+                .push_bind(&row.owner)
+                .push_bind(&row.object_key)
+                .push_bind(&row.name)
+                .push_bind(row.size as i64)
+                .push_bind(&row.content_type)
+                .push_bind(&row.sha256)
+                .push_bind(&row.meta)
+                .push_bind(row.plan.kind().as_str())
+                .push_bind(upload_id)
+                .push_bind(part_size)
+                .push_bind(part_count)
+                .push_bind(part_checksums)
+                .push_bind(session)
+                .push_bind(UploadState::Pending.as_str())
+                .push_bind(row.created_at)
+                .push_bind(row.expires_at)
+                .push_bind(row.created_at);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
