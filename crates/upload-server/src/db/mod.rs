@@ -35,6 +35,7 @@ use crate::id::UploadId;
 pub(crate) use outbox::OutboxRow;
 pub(crate) use rows::{FileRow, UploadRow};
 
+mod admit;
 mod outbox;
 mod postgres;
 mod rows;

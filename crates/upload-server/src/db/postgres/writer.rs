@@ -15,6 +15,7 @@ use sqlx::{PgPool, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::UploadState;
 
+use super::super::admit::{Candidate, admit, to_count};
 use super::super::rows::{UploadRow, plan_columns};
 
 /// Most new uploads committed in one transaction.
@@ -93,9 +94,8 @@ async fn insert_batches(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>) {
 /// One transaction. Each owner's counter row is locked first, in one order
 /// on every instance (so two instances' batches cannot deadlock), by an
 /// upsert that answers its value as the last committed create left it;
-/// only an owner the counter says is full gets the exact, window-aware
-/// count (the counter also holds uploads past their window that the
-/// sweeper has not expired yet). Whether each upload was inserted.
+/// then `admit` decides (with exact counts for the owners it names), and
+/// the admitted are inserted. Whether each upload was inserted.
 async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
     let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
     owners.sort_unstable();
@@ -111,34 +111,26 @@ async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, s
     .into_iter()
     .collect();
 
-    let mut room: HashMap<&str, i64> = HashMap::with_capacity(owners.len());
-    let mut inserted = Vec::with_capacity(batch.len());
-    for job in batch {
-        let owner = job.row.owner.as_str();
-        let max = i64::from(job.max_pending);
-        if !room.contains_key(owner) {
-            let mut pending = counters.get(owner).copied().unwrap_or(0);
-            if pending >= max {
-                // A statement of its own, so its snapshot is taken after
-                // the lock: it sees every create that committed before.
-                pending = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
-                     AND expires_at > $2 LIMIT $3) AS p",
-                )
-                .bind(owner)
-                .bind(job.now_ms)
-                .bind(max)
-                .fetch_one(&mut *tx)
-                .await?;
-            }
-            room.insert(owner, max - pending);
-        }
-        let left = room.get_mut(owner).expect("inserted above");
-        inserted.push(*left > 0);
-        if *left > 0 {
-            *left -= 1;
-        }
+    let candidates: Vec<Candidate> = batch
+        .iter()
+        .map(|job| Candidate { owner: &job.row.owner, max_pending: job.max_pending, now_ms: job.now_ms })
+        .collect();
+    let mut exact = HashMap::new();
+    for (owner, max, now_ms) in to_count(&candidates, &counters) {
+        // A statement of its own, so its snapshot is taken after the lock:
+        // it sees every create that committed before.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = $1 AND state = 'pending' \
+             AND expires_at > $2 LIMIT $3) AS p",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(max)
+        .fetch_one(&mut *tx)
+        .await?;
+        exact.insert(owner, pending);
     }
+    let inserted = admit(&candidates, &counters, &exact);
     let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
     if !rows.is_empty() {
         let mut insert = QueryBuilder::new(

@@ -10,6 +10,7 @@ use sqlx::{QueryBuilder, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::UploadState;
 
+use super::super::admit::{Candidate, admit, to_count};
 use super::super::rows::{UploadRow, plan_columns};
 use super::{BEGIN_WRITE, rollback};
 
@@ -204,36 +205,26 @@ async fn insert_batch_in(
     let counters: HashMap<String, i64> =
         read.build_query_as::<(String, i64)>().fetch_all(&mut *conn).await?.into_iter().collect();
 
-    // Decide in order. Only an owner the counter says is full gets the
-    // exact, window-aware count (the counter also holds uploads past their
-    // window that the sweeper has not expired yet). The write lock is held
-    // from BEGIN IMMEDIATE, so nothing changes between the reads and the insert.
-    let mut room: HashMap<&str, i64> = HashMap::with_capacity(owners.len());
-    let mut inserted = Vec::with_capacity(batch.len());
-    for job in batch {
-        let owner = job.row.owner.as_str();
-        let max = i64::from(job.max_pending);
-        if !room.contains_key(owner) {
-            let mut pending = counters.get(owner).copied().unwrap_or(0);
-            if pending >= max {
-                pending = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' \
-                     AND expires_at > ? LIMIT ?)",
-                )
-                .bind(owner)
-                .bind(job.now_ms)
-                .bind(max)
-                .fetch_one(&mut *conn)
-                .await?;
-            }
-            room.insert(owner, max - pending);
-        }
-        let left = room.get_mut(owner).expect("inserted above");
-        inserted.push(*left > 0);
-        if *left > 0 {
-            *left -= 1;
-        }
+    // The write lock is held from BEGIN IMMEDIATE, so nothing changes
+    // between the reads and the insert.
+    let candidates: Vec<Candidate> = batch
+        .iter()
+        .map(|job| Candidate { owner: &job.row.owner, max_pending: job.max_pending, now_ms: job.now_ms })
+        .collect();
+    let mut exact = HashMap::new();
+    for (owner, max, now_ms) in to_count(&candidates, &counters) {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE owner = ? AND state = 'pending' \
+             AND expires_at > ? LIMIT ?)",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(max)
+        .fetch_one(&mut *conn)
+        .await?;
+        exact.insert(owner, pending);
     }
+    let inserted = admit(&candidates, &counters, &exact);
     let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
     if rows.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
