@@ -89,11 +89,11 @@ async fn raw(kind: Kind, url: &str, sql: &str) -> Result<(), sqlx::Error> {
 }
 
 /// A fixed id: `tail` padded to a ULID with zeros.
-fn id(tail: &str) -> UploadId {
+pub(super) fn id(tail: &str) -> UploadId {
     UploadId::parse(&format!("{tail:0>26}")).expect("a ULID")
 }
 
-fn pending_row(tail: &str) -> UploadRow {
+pub(super) fn pending_row(tail: &str) -> UploadRow {
     UploadRow {
         id: id(tail),
         owner: "alice".to_owned(),
@@ -110,7 +110,7 @@ fn pending_row(tail: &str) -> UploadRow {
     }
 }
 
-fn file_of(tail: &str, owner: &str) -> FileRow {
+pub(super) fn file_of(tail: &str, owner: &str) -> FileRow {
     FileRow {
         id: id(tail),
         owner: owner.to_owned(),

@@ -436,30 +436,8 @@ async fn rollback(conn: &mut sqlx::SqliteConnection) {
 mod tests {
     use super::*;
     use crate::db::Db;
-    use crate::plan::StoredPlan;
+    use crate::db::tests::{file_of, id, pending_row};
     use sqlx::Connection as _;
-
-    /// A fixed id: `tail` padded to a ULID with zeros.
-    fn id(tail: &str) -> UploadId {
-        UploadId::parse(&format!("{tail:0>26}")).expect("a ULID")
-    }
-
-    fn pending_row(tail: &str) -> UploadRow {
-        UploadRow {
-            id: id(tail),
-            owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{tail}/a.bin"),
-            name: "a.bin".to_owned(),
-            size: 1,
-            content_type: "application/octet-stream".to_owned(),
-            sha256: None,
-            meta: "{}".to_owned(),
-            plan: StoredPlan::S3,
-            state: UploadState::Pending,
-            created_at: 1,
-            expires_at: i64::MAX,
-        }
-    }
 
     /// Another writer on the same file (a second instance, the checkpointer's
     /// RESTART) holds the write lock for a while: a new upload waits for it
@@ -489,21 +467,6 @@ mod tests {
         assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
     }
 
-    fn completed_file(tail: &str) -> FileRow {
-        FileRow {
-            id: id(tail),
-            owner: "alice".to_owned(),
-            object_key: format!("uploads/alice/{tail}/a.bin"),
-            name: "a.bin".to_owned(),
-            size: 1,
-            content_type: "application/octet-stream".to_owned(),
-            sha256: None,
-            detected_type: None,
-            meta: "{}".to_owned(),
-            created_at: 3,
-        }
-    }
-
     /// A client that disconnects while its complete waits for the write
     /// lock drops the handler's future part way. The one write connection
     /// must not go back to the pool inside an open transaction: later writes
@@ -521,7 +484,7 @@ mod tests {
         // sending its BEGIN and its COMMIT when the client goes away.
         let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
-        let dropped = tokio::time::timeout(Duration::from_millis(300), db.complete(&completed_file("01H"), 3)).await;
+        let dropped = tokio::time::timeout(Duration::from_millis(300), db.complete(&file_of("01H", "alice"), 3)).await;
         assert!(dropped.is_err(), "the complete must still be waiting for the lock when dropped");
         sqlx::query("COMMIT").execute(&mut other).await.unwrap();
 
