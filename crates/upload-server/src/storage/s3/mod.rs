@@ -11,7 +11,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -21,10 +20,12 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUploa
 use time::OffsetDateTime;
 use upload_core::wire::StoredPart;
 
+use self::credentials::CachedCredentials;
 use super::post_policy::{SigningCredentials, sign_post_form};
 use super::{ObjectInfo, PartTarget, PostTarget, PresignedForm, PresignedRequest, Storage, StorageError};
 
 mod bucket;
+mod credentials;
 
 pub use bucket::{BucketChange, BucketGap};
 
@@ -45,7 +46,7 @@ pub struct S3Settings {
 #[derive(Clone)]
 pub struct S3Storage {
     client: Client,
-    credentials: SharedCredentialsProvider,
+    credentials: std::sync::Arc<CachedCredentials>,
     settings: S3Settings,
     post_url: String,
 }
@@ -80,6 +81,7 @@ impl S3Storage {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         let post_url = post_url(&settings);
+        let credentials = std::sync::Arc::new(CachedCredentials::new(credentials));
         Ok(S3Storage { client: Client::from_conf(config), credentials, settings, post_url })
     }
 
@@ -154,15 +156,16 @@ fn presigned(request: aws_sdk_s3::presigning::PresignedRequest) -> PresignedRequ
 #[async_trait]
 impl Storage for S3Storage {
     async fn presign_post(&self, target: &PostTarget<'_>) -> Result<PresignedForm, StorageError> {
+        let now = OffsetDateTime::now_utc();
         let credentials =
-            self.credentials.provide_credentials().await.map_err(StorageError::other("loading AWS credentials"))?;
+            self.credentials.get(now.into()).await.map_err(StorageError::other("loading AWS credentials"))?;
         let signing = SigningCredentials {
             access_key_id: credentials.access_key_id(),
             secret_access_key: credentials.secret_access_key(),
             session_token: credentials.session_token(),
             region: &self.settings.region,
         };
-        let fields = sign_post_form(&self.settings.bucket, target, &signing, OffsetDateTime::now_utc());
+        let fields = sign_post_form(&self.settings.bucket, target, &signing, now);
         Ok(PresignedForm { url: self.post_url.clone(), fields })
     }
 
