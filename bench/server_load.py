@@ -73,14 +73,14 @@ def run_target(target, seconds, results):
             else:
                 proc, base = target["start"](f"{target['name']}-{c}")
             # Warm-up: a second at the same concurrency (connections, JIT-free but caches, pools).
-            wrk(base + target["path"], c, 1, target.get("env"))
+            wrk(base + target["path"], c, 1, target.get("env"), target.get("lua"))
             # A slow server still works through the warm-up's requests after wrk
             # has hung up (gunicorn's sync workers, Datasette): wait until it idles.
             wait_idle(proc.pid)
             load_before = loadavg()
             cpu_before = tree_cpu_seconds(proc.pid)
             ctx_before = tree_ctx_switches(proc.pid)
-            res = wrk(base + target["path"], c, seconds, target.get("env"))
+            res = wrk(base + target["path"], c, seconds, target.get("env"), target.get("lua"))
             cpu = tree_cpu_seconds(proc.pid) - cpu_before
             res["server_ctx_switches_per_req"] = round((tree_ctx_switches(proc.pid) - ctx_before) / max(res["requests"], 1), 2)
             res.update(target=target["name"], measure=target["measure"], connections=c, round=rnd, load_before=load_before,
@@ -104,6 +104,10 @@ def targets():
     ours = [
         dict(name="ours-garage", kind="ours", store="garage", path="/api/v1/uploads", measure="create", rounds=3),
         dict(name="ours-embedded", kind="ours", store="embedded", path="/api/v1/uploads", measure="create", rounds=3),
+        # The floor under every request: the same server, stack and connections answering GET /config
+        # (no database, no signing), so a create's own cost is its CPU above this.
+        dict(name="ours-floor", kind="ours", store="garage", path="/api/v1/config", rounds=3,
+             lua=os.path.join(BENCH, "load", "get.lua"), measure="GET /config (no database, no signing)"),
         dict(name="ours-garage-pair", kind="ours", store="garage", path="/api/v1/uploads", env=pair,
              measure="create + GET /uploads/{id}, alternating"),
         dict(name="ours-embedded-pair", kind="ours", store="embedded", path="/api/v1/uploads", env=pair,
