@@ -193,3 +193,43 @@ async fn the_database_going_away_is_503_and_its_return_needs_no_restart() {
     drop(server);
     drop(cluster);
 }
+
+/// Another process holds SQLite's write lock past the busy timeout (5 s):
+/// creates and rate-limited requests coming in meanwhile answer 503
+/// `storage_unavailable` in the contract's shape, never 500, both where the
+/// rate limit's take waits for the lock (an owner with no lease) and where
+/// the create's insert does (an owner whose lease is still good), and a
+/// batch create too; once the lock is released, the same requests succeed.
+#[tokio::test]
+async fn sqlite_locked_by_another_process_is_503_until_it_lets_go() {
+    use sqlx::Connection as _;
+    let server = TestServer::start(Backend::Local, |c| c.rate_limit(50)).await;
+    let (alice, bob, carol) = (server.as_owner("alice"), server.as_owner("bob"), server.as_owner("carol"));
+    // Alice takes a lease of tokens now, so her next create spends it here
+    // and meets the lock at its insert.
+    alice.create("before.bin", 10, "").await;
+
+    let url = server.state.config().database_url.clone();
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let started = Instant::now();
+    let create = serde_json::json!({"name": "a.bin", "size": 10});
+    let batch = serde_json::json!({"files": [{"name": "b.bin", "size": 10}, {"name": "c.bin", "size": 10}]});
+    let (by_insert, by_take, by_batch) = tokio::join!(
+        alice.post_raw_json(create.clone()),
+        bob.post_raw_json(create.clone()),
+        carol.post("/uploads/batch", batch.clone()),
+    );
+    for (who, response) in [("alice (insert)", by_insert), ("bob (rate limit)", by_take), ("carol (batch)", by_batch)] {
+        let message = expect_error(response, 503, "storage_unavailable").await;
+        assert!(message.contains("database did not answer"), "{who}: {message}");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(4), "answered before the busy timeout: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(60), "answered after {:?}", started.elapsed());
+
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    alice.create("after.bin", 10, "").await;
+    bob.create("after.bin", 10, "").await;
+    let created = json_ok(carol.post("/uploads/batch", batch).await, StatusCode::OK).await;
+    assert!(created["uploads"].as_array().unwrap().iter().all(|u| u["id"].is_string()), "{created}");
+}

@@ -169,7 +169,25 @@ impl From<StorageError> for ApiError {
 /// statement it refused is a bug: 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&e) { ApiError::database_unavailable(e) } else { ApiError::internal(e) }
+        ApiError::database(crate::db::classify(&e), e)
+    }
+}
+
+/// A group-commit writer's failure, as the same failure of a write of its own.
+impl From<crate::db::WriteError> for ApiError {
+    fn from(e: crate::db::WriteError) -> Self {
+        ApiError::database(e.failure(), e)
+    }
+}
+
+impl ApiError {
+    /// The answer to a database failure of kind `failure`, keeping its cause.
+    fn database(failure: crate::db::Failure, source: impl Into<BoxError>) -> Self {
+        use crate::db::Failure;
+        match failure {
+            Failure::Unavailable | Failure::Contended => ApiError::database_unavailable(source),
+            Failure::Refused => ApiError::internal(source),
+        }
     }
 }
 

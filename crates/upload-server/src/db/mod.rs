@@ -23,8 +23,11 @@
 //!   the request timed out): no connection goes back to a pool inside an
 //!   open transaction, and a transaction cut short is rolled back whole.
 //! - Connection-level failures (the database down, unreachable, restarting)
-//!   are errors that [`is_unavailable`] recognises, answered 503; the pools
-//!   reconnect once it is back.
+//!   are errors that [`classify`] names unavailable, answered 503; the pools
+//!   reconnect once it is back. The group-commit writers answer each job of
+//!   a batch with a [`WriteError`] that keeps that meaning, and a batch the
+//!   database refused is written again job by job (`group_commit`), so one
+//!   bad row fails alone.
 
 use std::sync::Arc;
 
@@ -32,10 +35,13 @@ use async_trait::async_trait;
 use upload_core::wire::UploadState;
 
 use crate::id::UploadId;
+pub(crate) use failure::{Failure, WriteError, classify, is_unavailable};
 pub(crate) use outbox::OutboxRow;
 pub(crate) use rows::{FileRow, UploadRow};
 
 mod admit;
+mod failure;
+mod group_commit;
 mod outbox;
 mod postgres;
 mod rows;
@@ -58,7 +64,7 @@ pub(crate) trait Database: Send + Sync + std::fmt::Debug {
     /// Inserts a pending upload unless the owner already has `max_pending`
     /// pending ones inside their window; concurrent creates cannot
     /// overshoot. Returns whether it was inserted.
-    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error>;
+    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, WriteError>;
 
     /// One upload of this owner.
     async fn upload(&self, owner: &str, id: &UploadId) -> Result<Option<UploadRow>, sqlx::Error>;
@@ -121,7 +127,7 @@ pub(crate) trait Database: Send + Sync + std::fmt::Debug {
         rate: f64,
         burst: f64,
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error>;
+    ) -> Result<bool, WriteError>;
 
     /// Deletes the buckets that have refilled by `now_ms` (a full bucket is
     /// what a missing one starts as); returns how many.
@@ -260,7 +266,7 @@ impl Db {
         row: UploadRow,
         max_pending: u32,
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, WriteError> {
         self.0.insert_upload(row, max_pending, now_ms).await
     }
 
@@ -339,7 +345,7 @@ impl Db {
         rate: f64,
         burst: f64,
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, WriteError> {
         self.0.take_tokens(owner, cost, may_refuse, rate, burst, now_ms).await
     }
 
@@ -410,34 +416,6 @@ pub(crate) fn redacted(url: &str) -> String {
         }
         // sqlite://path and friends: no host, no password.
         _ => url.split('?').next().unwrap_or(url).to_owned(),
-    }
-}
-
-/// Whether `e` says the database did not answer (down, unreachable,
-/// restarting, out of connections, or busy past its timeout) rather than
-/// refused the statement: the request may succeed if tried again shortly.
-pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => match db.code() {
-            // PostgreSQL: class 08 (connection exception), 57P01-57P03
-            // (admin or crash shutdown, cannot connect now), 53300 (too
-            // many connections), 40001/40P01 (serialization, deadlock).
-            Some(code) if code.starts_with("08") => true,
-            Some(code) => {
-                matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
-                    // SQLite: busy or locked past the busy timeout (5, 6 and extended codes).
-                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                        && matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)))
-            }
-            None => false,
-        },
-        sqlx::Error::Migrate(m) => matches!(&**m, sqlx::migrate::MigrateError::Execute(e) if is_unavailable(e)),
-        _ => false,
     }
 }
 

@@ -24,8 +24,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 use upload_core::wire::UploadState;
 
+use super::group_commit::NewUpload;
 use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
-use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, redacted};
+use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, WriteError, redacted};
 use crate::id::UploadId;
 use writer::Inserts;
 
@@ -106,8 +107,8 @@ impl Database for PostgresDb {
         Ok(count as u64)
     }
 
-    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
-        self.inserts.insert(row, max_pending, now_ms).await
+    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, WriteError> {
+        self.inserts.insert(NewUpload { row, max_pending, now_ms }).await
     }
 
     fn writer_queue_depth(&self) -> usize {
@@ -264,7 +265,7 @@ impl Database for PostgresDb {
         rate: f64,
         burst: f64,
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, WriteError> {
         // As on SQLite: a new owner starts full; an existing bucket refills
         // for the time since (never backwards), and is only updated with a
         // token to take unless a debt is allowed. Concurrent requests of one

@@ -41,6 +41,7 @@ on_both_databases!(
     only_its_owner_finishes_a_pending_upload,
     plans_round_trip_and_impossible_ones_are_refused,
     a_failed_insert_is_rolled_back_and_the_next_goes_on,
+    a_row_the_database_refuses_fails_alone_not_its_batch,
     the_pending_limit_holds_under_concurrent_creates_on_two_instances,
     rate_buckets_are_shared_refill_and_are_forgotten_when_full,
     two_deliverers_never_claim_one_event,
@@ -200,6 +201,73 @@ async fn a_failed_insert_is_rolled_back_and_the_next_goes_on(kind: Kind) {
     assert!(db.upload("alice", &id("01F")).await.unwrap().is_none());
     assert!(db.insert_upload(pending_row("01G"), 100, 2).await.unwrap());
     assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 2);
+}
+
+/// A client other than the server holding the lock the writer needs:
+/// SQLite's write lock, or alice's counter row on PostgreSQL.
+enum LockHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LockHolder {
+    async fn take(kind: Kind, url: &str) -> LockHolder {
+        match kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+                LockHolder::Sqlite(conn)
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql("BEGIN; SELECT 1 FROM owner_pending WHERE owner = 'alice' FOR UPDATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                LockHolder::Postgres(conn)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            LockHolder::Sqlite(mut conn) => sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.map(drop),
+            LockHolder::Postgres(mut conn) => sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
+/// Creates that share a batch with one the database refuses (here its
+/// object key is taken) are recorded all the same: only the refused one
+/// fails, as a refusal (500), not as an outage.
+async fn a_row_the_database_refuses_fails_alone_not_its_batch(kind: Kind) {
+    let (url, _dir) = fresh(kind).await;
+    let db = Db::connect(&url).await.unwrap();
+    assert!(db.insert_upload(pending_row("01E"), 100, 2).await.unwrap());
+    // The writer's next batch waits for the lock, so the creates sent
+    // meanwhile queue up and are written together in the batch after it.
+    let holder = LockHolder::take(kind, &url).await;
+    let insert = |row: UploadRow| {
+        let db = db.clone();
+        tokio::spawn(async move { db.insert_upload(row, 100, 2).await })
+    };
+    let waiting = insert(pending_row("01P"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut clash = pending_row("01F");
+    clash.object_key = pending_row("01E").object_key;
+    let (clash, good) = (insert(clash), [insert(pending_row("01G")), insert(pending_row("01H"))]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await;
+
+    assert!(waiting.await.unwrap().unwrap());
+    let refused = clash.await.unwrap().unwrap_err();
+    assert_eq!(refused.failure(), Failure::Refused, "{refused:?}");
+    for (n, insert) in good.into_iter().enumerate() {
+        assert!(insert.await.unwrap().unwrap_or_else(|e| panic!("create {n} of the batch failed: {e:?}")));
+    }
+    assert!(db.upload("alice", &id("01F")).await.unwrap().is_none());
+    assert_eq!(db.count_pending("alice", 3, 100).await.unwrap(), 4);
 }
 
 /// Two instances on one database, 60 creates of one owner at once on each,

@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::UploadState;
 
 use super::super::admit::{Candidate, admit, to_count};
+use super::super::failure::WriteError;
+use super::super::group_commit::{NewUpload, commit_or_each};
 use super::super::rows::{UploadRow, plan_columns};
 
 /// Most new uploads committed in one transaction.
@@ -29,10 +31,8 @@ pub(super) struct Inserts {
 
 #[derive(Debug)]
 struct InsertJob {
-    row: UploadRow,
-    max_pending: u32,
-    now_ms: i64,
-    reply: oneshot::Sender<Result<bool, sqlx::Error>>,
+    upload: NewUpload,
+    reply: oneshot::Sender<Result<bool, WriteError>>,
 }
 
 impl Inserts {
@@ -45,9 +45,9 @@ impl Inserts {
 
     /// Queues a new upload for the next batch and waits for its commit.
     /// Returns whether it was inserted (the owner had room).
-    pub(super) async fn insert(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub(super) async fn insert(&self, upload: NewUpload) -> Result<bool, WriteError> {
         let (reply, answer) = oneshot::channel();
-        let job = InsertJob { row, max_pending, now_ms, reply };
+        let job = InsertJob { upload, reply };
         self.jobs.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
@@ -64,29 +64,13 @@ impl Inserts {
 }
 
 /// The writer task: takes new uploads as they come, commits each batch in
-/// one transaction, answers every caller. A batch that fails (the database
-/// went away) fails each of its creates, which answer 503 or 500 as a
-/// single create would; the next batch starts afresh.
+/// one transaction (`commit_or_each`), answers every caller.
 async fn insert_batches(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match insert_batch(&pool, &batch).await {
-            Ok(inserted) => {
-                for (job, inserted) in batch.drain(..).zip(inserted) {
-                    let _ = job.reply.send(Ok(inserted));
-                }
-            }
-            Err(e) => {
-                // sqlx errors are not Clone: each caller gets the database's
-                // own error where it says which (a lost connection reads as
-                // unavailable), the others its text.
-                let message = e.to_string();
-                let mut first = Some(e);
-                for job in batch.drain(..) {
-                    let error = first.take().unwrap_or_else(|| sqlx::Error::Protocol(message.clone()));
-                    let _ = job.reply.send(Err(error));
-                }
-            }
+        let outcomes = commit_or_each(&batch, |jobs| insert_batch(&pool, jobs)).await;
+        for (job, outcome) in batch.drain(..).zip(outcomes) {
+            let _ = job.reply.send(outcome);
         }
     }
 }
@@ -97,7 +81,7 @@ async fn insert_batches(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>) {
 /// then `admit` decides (with exact counts for the owners it names), and
 /// the admitted are inserted. Whether each upload was inserted.
 async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
+    let mut owners: Vec<&str> = batch.iter().map(|job| job.upload.row.owner.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
     let mut tx = pool.begin().await?;
@@ -113,7 +97,11 @@ async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, s
 
     let candidates: Vec<Candidate> = batch
         .iter()
-        .map(|job| Candidate { owner: &job.row.owner, max_pending: job.max_pending, now_ms: job.now_ms })
+        .map(|job| Candidate {
+            owner: &job.upload.row.owner,
+            max_pending: job.upload.max_pending,
+            now_ms: job.upload.now_ms,
+        })
         .collect();
     let mut exact = HashMap::new();
     for (owner, max, now_ms) in to_count(&candidates, &counters) {
@@ -131,7 +119,8 @@ async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, s
         exact.insert(owner, pending);
     }
     let inserted = admit(&candidates, &counters, &exact);
-    let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
+    let rows: Vec<&UploadRow> =
+        batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.upload.row).collect();
     if !rows.is_empty() {
         let mut insert = QueryBuilder::new(
             "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \

@@ -13,8 +13,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use upload_core::wire::UploadState;
 
+use super::group_commit::NewUpload;
 use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
-use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, redacted};
+use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, WriteError, redacted};
 use crate::id::UploadId;
 use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
 use writer::{Inserts, Take};
@@ -113,8 +114,8 @@ impl Database for SqliteDb {
     /// Inserts a pending upload unless the owner already has `max_pending`
     /// pending ones; the count and the insert are one statement, so
     /// concurrent requests cannot overshoot. Returns whether it was inserted.
-    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
-        self.inserts.insert(row, max_pending, now_ms).await
+    async fn insert_upload(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, WriteError> {
+        self.inserts.insert(NewUpload { row, max_pending, now_ms }).await
     }
 
     /// One upload of this owner.
@@ -267,7 +268,7 @@ impl Database for SqliteDb {
         rate: f64,
         burst: f64,
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, WriteError> {
         // Through the group-commit writer: one take per API request would
         // otherwise be a commit of its own on the one write connection.
         self.inserts.take(Take { owner: owner.to_owned(), cost, may_refuse, rate, burst, now_ms }).await

@@ -11,6 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use upload_core::wire::UploadState;
 
 use super::super::admit::{Candidate, admit, to_count};
+use super::super::failure::WriteError;
+use super::super::group_commit::{NewUpload, commit_or_each};
 use super::super::rows::{UploadRow, plan_columns};
 use super::{BEGIN_WRITE, rollback};
 
@@ -27,33 +29,34 @@ impl Inserts {
     /// Starts the writer task on `write`, the one write connection.
     pub(super) fn spawn(write: SqlitePool) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(insert_batches(write, queue));
+        tokio::spawn(write_batches(write, queue));
         Inserts { jobs }
     }
 
     /// Queues a new upload for the next batch and waits for its commit.
     /// Returns whether it was inserted (the owner had room).
-    pub(super) async fn insert(&self, row: UploadRow, max_pending: u32, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let (reply, answer) = oneshot::channel();
-        let job = InsertJob { row, max_pending, now_ms, reply };
-        self.jobs.send(Job::Insert(job)).await.map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    pub(super) async fn insert(&self, upload: NewUpload) -> Result<bool, WriteError> {
+        self.ask(Work::Insert(upload)).await
     }
 
     /// Queues a rate limit's take for the next batch (see
     /// `Database::take_tokens`) and waits for its commit.
-    pub(super) async fn take(&self, take: Take) -> Result<bool, sqlx::Error> {
+    pub(super) async fn take(&self, take: Take) -> Result<bool, WriteError> {
+        self.ask(Work::Take(take)).await
+    }
+
+    async fn ask(&self, work: Work) -> Result<bool, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Take(take, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        self.jobs.send(Job { work, reply }).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
-    /// Whether the writer task has stopped.
     /// Jobs sent and not yet taken by the writer.
     pub(super) fn queue_depth(&self) -> usize {
         self.jobs.max_capacity() - self.jobs.capacity()
     }
 
+    /// Whether the writer task has stopped.
     pub(super) fn is_closed(&self) -> bool {
         self.jobs.is_closed()
     }
@@ -66,11 +69,17 @@ impl Inserts {
     }
 }
 
-/// What the writer is asked to do.
+/// What the writer is asked to do, and where to answer.
 #[derive(Debug)]
-enum Job {
-    Insert(InsertJob),
-    Take(Take, oneshot::Sender<Result<bool, sqlx::Error>>),
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<bool, WriteError>>,
+}
+
+#[derive(Debug)]
+enum Work {
+    Insert(NewUpload),
+    Take(Take),
 }
 
 /// A rate limit's take: `cost` tokens from `owner`'s bucket.
@@ -84,72 +93,57 @@ pub(super) struct Take {
     pub(super) now_ms: i64,
 }
 
-#[derive(Debug)]
-struct InsertJob {
-    row: UploadRow,
-    max_pending: u32,
-    now_ms: i64,
-    reply: oneshot::Sender<Result<bool, sqlx::Error>>,
-}
-
 /// The writer task: takes new uploads and rate limits' takes as they come,
-/// commits each batch in one transaction, answers every caller.
-async fn insert_batches(write: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+/// commits each batch in one transaction (`commit_or_each`), answers every
+/// caller.
+async fn write_batches(write: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let (mut inserts, mut takes) = (Vec::with_capacity(MAX_BATCH), Vec::new());
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        for job in batch.drain(..) {
-            match job {
-                Job::Insert(job) => inserts.push(job),
-                Job::Take(take, reply) => takes.push((take, reply)),
-            }
-        }
-        match write_batch(&write, &inserts, &takes).await {
-            Ok((inserted, taken)) => {
-                for (job, inserted) in inserts.drain(..).zip(inserted) {
-                    let _ = job.reply.send(Ok(inserted));
-                }
-                for ((_, reply), taken) in takes.drain(..).zip(taken) {
-                    let _ = reply.send(Ok(taken));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for job in inserts.drain(..) {
-                    let _ = job.reply.send(Err(sqlx::Error::Protocol(message.clone())));
-                }
-                for (_, reply) in takes.drain(..) {
-                    let _ = reply.send(Err(sqlx::Error::Protocol(message.clone())));
-                }
-            }
+        let outcomes = commit_or_each(&batch, |jobs| write_batch(&write, jobs)).await;
+        for (job, outcome) in batch.drain(..).zip(outcomes) {
+            let _ = job.reply.send(outcome);
         }
     }
 }
 
-/// One transaction: the takes, then the inserts. Whether each insert was
-/// made and each take taken.
-async fn write_batch(
-    write: &SqlitePool,
-    inserts: &[InsertJob],
-    takes: &[(Take, oneshot::Sender<Result<bool, sqlx::Error>>)],
-) -> Result<(Vec<bool>, Vec<bool>), sqlx::Error> {
+/// One transaction: the takes, then the inserts. Whether each job's insert
+/// was made or take taken, in the jobs' order.
+async fn write_batch(write: &SqlitePool, jobs: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
+    let (mut inserts, mut takes) = (Vec::with_capacity(jobs.len()), Vec::new());
+    for job in jobs {
+        match &job.work {
+            Work::Insert(upload) => inserts.push(upload),
+            Work::Take(take) => takes.push(take),
+        }
+    }
     let mut conn = write.acquire().await?;
     let outcome = async {
         let mut taken = Vec::with_capacity(takes.len());
         if !takes.is_empty() {
             sqlx::query(BEGIN_WRITE).execute(&mut *conn).await?;
-            for (take, _) in takes {
+            for take in &takes {
                 taken.push(take_in(&mut conn, take).await?);
             }
         }
-        let inserted = insert_batch_in(&mut conn, inserts, !takes.is_empty()).await?;
+        let inserted = insert_batch_in(&mut conn, &inserts, !takes.is_empty()).await?;
         Ok((inserted, taken))
     }
     .await;
-    if outcome.is_err() {
-        rollback(&mut conn).await;
-    }
-    outcome
+    let (inserted, taken) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            rollback(&mut conn).await;
+            return Err(e);
+        }
+    };
+    let (mut inserted, mut taken) = (inserted.into_iter(), taken.into_iter());
+    Ok(jobs
+        .iter()
+        .filter_map(|job| match job.work {
+            Work::Insert(_) => inserted.next(),
+            Work::Take(_) => taken.next(),
+        })
+        .collect())
 }
 
 /// A new owner starts full; an existing bucket refills for the time since
@@ -182,7 +176,7 @@ async fn take_in(conn: &mut sqlx::SqliteConnection, take: &Take) -> Result<bool,
 /// `begun`: the transaction is already open (the batch's takes went first).
 async fn insert_batch_in(
     conn: &mut sqlx::SqliteConnection,
-    batch: &[InsertJob],
+    batch: &[&NewUpload],
     begun: bool,
 ) -> Result<Vec<bool>, sqlx::Error> {
     if batch.is_empty() {
@@ -191,7 +185,7 @@ async fn insert_batch_in(
         }
         return Ok(Vec::new());
     }
-    let mut owners: Vec<&str> = batch.iter().map(|job| job.row.owner.as_str()).collect();
+    let mut owners: Vec<&str> = batch.iter().map(|upload| upload.row.owner.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
     let mut read = QueryBuilder::new(if begun { "" } else { BEGIN_WRITE });
@@ -209,7 +203,7 @@ async fn insert_batch_in(
     // between the reads and the insert.
     let candidates: Vec<Candidate> = batch
         .iter()
-        .map(|job| Candidate { owner: &job.row.owner, max_pending: job.max_pending, now_ms: job.now_ms })
+        .map(|upload| Candidate { owner: &upload.row.owner, max_pending: upload.max_pending, now_ms: upload.now_ms })
         .collect();
     let mut exact = HashMap::new();
     for (owner, max, now_ms) in to_count(&candidates, &counters) {
@@ -225,7 +219,8 @@ async fn insert_batch_in(
         exact.insert(owner, pending);
     }
     let inserted = admit(&candidates, &counters, &exact);
-    let rows: Vec<&UploadRow> = batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.row).collect();
+    let rows: Vec<&UploadRow> =
+        batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(upload, _)| &upload.row).collect();
     if rows.is_empty() {
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(inserted);
