@@ -129,6 +129,20 @@ impl ApiError {
         }
     }
 
+    /// 503 `storage_unavailable`: the database kept rolling the request's
+    /// transaction back for conflicting with others (deadlocks,
+    /// serialization failures) however often it was run again; the cause
+    /// is kept for the log.
+    pub fn database_contended(source: impl Into<BoxError>) -> Self {
+        ApiError {
+            source: Some(source.into()),
+            ..ApiError::new(
+                ErrorCode::StorageUnavailable,
+                "the database is contended: the request's writes kept conflicting with others; try again shortly",
+            )
+        }
+    }
+
     /// 503 `storage_unavailable` for a request that did not finish within
     /// `limit`: what does not answer is a dependency (the store, the
     /// database's lock), and the client may try again.
@@ -165,8 +179,9 @@ impl From<StorageError> for ApiError {
 }
 
 /// A database that did not answer is a dependency down, as a store that
-/// does not answer is: 503 `storage_unavailable`, which clients retry. A
-/// statement it refused is a bug: 500.
+/// does not answer is: 503 `storage_unavailable`, which clients retry; so is
+/// one too contended to let the request's writes through. A statement it
+/// refused is a bug: 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::database(crate::db::classify(&e), e)
@@ -185,7 +200,8 @@ impl ApiError {
     fn database(failure: crate::db::Failure, source: impl Into<BoxError>) -> Self {
         use crate::db::Failure;
         match failure {
-            Failure::Unavailable | Failure::Contended => ApiError::database_unavailable(source),
+            Failure::Unavailable => ApiError::database_unavailable(source),
+            Failure::Contended => ApiError::database_contended(source),
             Failure::Refused => ApiError::internal(source),
         }
     }
@@ -306,6 +322,24 @@ mod tests {
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains(r#""code":"internal""#), "{body}");
         assert!(!body.contains("disk on fire") && !body.contains("/srv/secret"), "{body}");
+    }
+
+    /// A conflict lost however often it was run again is 503 and says the
+    /// database is contended, not that it did not answer; an outage says
+    /// that; a refusal is 500. Each keeps its cause.
+    #[test]
+    fn database_failures_answer_by_their_kind() {
+        let contended = ApiError::from(crate::db::WriteError::from(crate::db::error_with_code("40P01")));
+        assert_eq!((contended.code(), contended.status().as_u16()), (ErrorCode::StorageUnavailable, 503));
+        assert!(contended.message().contains("contended"), "{}", contended.message());
+        assert!(Chain(&contended).to_string().contains("code 40P01"), "{}", Chain(&contended));
+        let serialization = ApiError::from(crate::db::error_with_code("40001"));
+        assert!(serialization.message().contains("contended"), "{}", serialization.message());
+        let down = ApiError::from(crate::db::WriteError::from(sqlx::Error::PoolTimedOut));
+        assert_eq!(down.code(), ErrorCode::StorageUnavailable);
+        assert!(down.message().contains("did not answer"), "{}", down.message());
+        let refused = ApiError::from(crate::db::WriteError::from(crate::db::error_with_code("23505")));
+        assert_eq!(refused.code(), ErrorCode::Internal);
     }
 
     /// Each cause is written once, whether or not an error repeats its source's text.

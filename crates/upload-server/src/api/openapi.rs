@@ -96,7 +96,8 @@ impl utoipa::Modify for Contract {
                     add_error(
                         operation,
                         503,
-                        "The store or the database did not answer, or the request took over \
+                        "The store or the database did not answer, the database was too contended \
+                         to let the request's writes through, or the request took over \
                          UPLOAD_REQUEST_TIMEOUT (`storage_unavailable`).",
                     );
                 }

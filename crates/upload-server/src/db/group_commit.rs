@@ -2,6 +2,8 @@
 //! take with each batch of jobs: write it in one transaction and answer
 //! every job, keeping what kind of failure a failure was.
 //!
+//! A transaction that lost a conflict (PostgreSQL's deadlock or
+//! serialization failure) is run again a few times (`retry_contended`).
 //! A batch the database did not answer for fails every job with that
 //! error, so each caller answers 503 as it would have alone. A batch the
 //! database refused is written again one job at a time: a constraint that
@@ -10,7 +12,7 @@
 
 use std::future::Future;
 
-use super::failure::{Failure, WriteError};
+use super::failure::{Failure, WriteError, retry_contended};
 use super::rows::UploadRow;
 use crate::error::Chain;
 
@@ -24,14 +26,15 @@ pub(super) struct NewUpload {
 }
 
 /// Writes `jobs` with `write` (one transaction, one outcome per job, in
-/// order); if the database refused it, writes each job alone. One outcome
+/// order; run again after a lost conflict); if the database refused it,
+/// writes each job alone. One outcome
 /// per job, in order.
 pub(super) async fn commit_or_each<'a, J, F, Fut>(jobs: &'a [J], mut write: F) -> Vec<Result<bool, WriteError>>
 where
     F: FnMut(&'a [J]) -> Fut,
     Fut: Future<Output = Result<Vec<bool>, sqlx::Error>>,
 {
-    let error = match write(jobs).await {
+    let error = match retry_contended(|| write(jobs)).await {
         Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
         Err(e) => WriteError::from(e),
     };
@@ -41,7 +44,7 @@ where
     tracing::warn!(error = %Chain(&error), jobs = jobs.len(), "the database refused a batch; writing its jobs one at a time");
     let mut outcomes = Vec::with_capacity(jobs.len());
     for (n, job) in jobs.iter().enumerate() {
-        match write(std::slice::from_ref(job)).await {
+        match retry_contended(|| write(std::slice::from_ref(job))).await {
             Ok(outcome) => outcomes.extend(outcome.into_iter().map(Ok)),
             Err(e) => {
                 let error = WriteError::from(e);

@@ -35,6 +35,8 @@ use async_trait::async_trait;
 use upload_core::wire::UploadState;
 
 use crate::id::UploadId;
+#[cfg(test)]
+pub(crate) use failure::error_with_code;
 pub(crate) use failure::{Failure, WriteError, classify, is_unavailable};
 pub(crate) use outbox::OutboxRow;
 pub(crate) use rows::{FileRow, UploadRow};

@@ -11,6 +11,13 @@
 //! UPDATEs (a second one waits for the first's row lock, then finds the row
 //! no longer pending), and the outbox is claimed `FOR UPDATE SKIP LOCKED`.
 //!
+//! Deadlocks and serialization failures (40P01, 40001: possible where
+//! transactions meet on the counter rows, or under a stricter
+//! `default_transaction_isolation`) roll a transaction back whole, so the
+//! writes that can meet them (the writer's batches, completing, state
+//! changes, deleting a file, rate limits' takes) are run again a few times
+//! (`failure::retry_contended`) before the request answers 503.
+//!
 //! Cancel-safety: multi-statement work runs in sqlx `Transaction`s; one
 //! dropped before its commit is rolled back when its connection goes back
 //! to the pool, and a connection dropped mid-statement is drained (or
@@ -24,6 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 use upload_core::wire::UploadState;
 
+use super::failure::retry_contended;
 use super::group_commit::NewUpload;
 use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
 use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, WriteError, redacted};
@@ -130,14 +138,16 @@ impl Database for PostgresDb {
         to: UploadState,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND owner = $4 AND state = 'pending'",
-        )
-        .bind(to.as_str())
-        .bind(now_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
+        let done = retry_contended(|| {
+            sqlx::query(
+                "UPDATE uploads SET state = $1, updated_at = $2 WHERE id = $3 AND owner = $4 AND state = 'pending'",
+            )
+            .bind(to.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+        })
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -145,24 +155,27 @@ impl Database for PostgresDb {
     /// One statement, so atomic and cancel-safe without a transaction: the
     /// file is inserted only from the row the compare-and-set changed.
     async fn complete(&self, file: &FileRow, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let recorded = sqlx::query(&format!(
+        let sql = format!(
             "WITH done AS (UPDATE uploads SET state = 'completed', updated_at = $1 \
                WHERE id = $2 AND owner = $3 AND state = 'pending' RETURNING id) \
              INSERT INTO files ({FILE_COLUMNS}) \
              SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM done RETURNING id"
-        ))
-        .bind(now_ms)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .bind(&file.object_key)
-        .bind(&file.name)
-        .bind(file.size)
-        .bind(&file.content_type)
-        .bind(&file.sha256)
-        .bind(&file.detected_type)
-        .bind(&file.meta)
-        .bind(file.created_at)
-        .fetch_optional(&self.pool)
+        );
+        let recorded = retry_contended(|| {
+            sqlx::query(&sql)
+                .bind(now_ms)
+                .bind(&file.id)
+                .bind(&file.owner)
+                .bind(&file.object_key)
+                .bind(&file.name)
+                .bind(file.size)
+                .bind(&file.content_type)
+                .bind(&file.sha256)
+                .bind(&file.detected_type)
+                .bind(&file.meta)
+                .bind(file.created_at)
+                .fetch_optional(&self.pool)
+        })
         .await?;
         Ok(recorded.is_some())
     }
@@ -200,11 +213,10 @@ impl Database for PostgresDb {
     }
 
     async fn delete_file(&self, owner: &str, id: &UploadId) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM files WHERE id = $1 AND owner = $2")
-            .bind(id)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+        let done = retry_contended(|| {
+            sqlx::query("DELETE FROM files WHERE id = $1 AND owner = $2").bind(id).bind(owner).execute(&self.pool)
+        })
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -220,13 +232,15 @@ impl Database for PostgresDb {
     }
 
     async fn claim_expired(&self, id: &UploadId, now_ms: i64) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE uploads SET state = 'expired', cleanup_pending = TRUE, updated_at = $1 \
-             WHERE id = $2 AND state = 'pending'",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.pool)
+        let done = retry_contended(|| {
+            sqlx::query(
+                "UPDATE uploads SET state = 'expired', cleanup_pending = TRUE, updated_at = $1 \
+                 WHERE id = $2 AND state = 'pending'",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+        })
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -270,20 +284,22 @@ impl Database for PostgresDb {
         // for the time since (never backwards), and is only updated with a
         // token to take unless a debt is allowed. Concurrent requests of one
         // owner queue on the row, each refilling from the last one's state.
-        let taken = sqlx::query(
-            "INSERT INTO rate_buckets (owner, tokens, at_ms) VALUES ($1, $3 - $5, $4) \
-             ON CONFLICT (owner) DO UPDATE SET \
-               tokens = LEAST($3, rate_buckets.tokens + GREATEST($4 - rate_buckets.at_ms, 0) * $2 / 1000.0) - $5, \
-               at_ms = GREATEST(rate_buckets.at_ms, $4) \
-             WHERE NOT $6 OR LEAST($3, rate_buckets.tokens + GREATEST($4 - rate_buckets.at_ms, 0) * $2 / 1000.0) >= 1",
-        )
-        .bind(owner)
-        .bind(rate)
-        .bind(burst)
-        .bind(now_ms)
-        .bind(cost)
-        .bind(may_refuse)
-        .execute(&self.pool)
+        let taken = retry_contended(|| {
+            sqlx::query(
+                "INSERT INTO rate_buckets (owner, tokens, at_ms) VALUES ($1, $3 - $5, $4) \
+                 ON CONFLICT (owner) DO UPDATE SET \
+                   tokens = LEAST($3, rate_buckets.tokens + GREATEST($4 - rate_buckets.at_ms, 0) * $2 / 1000.0) - $5, \
+                   at_ms = GREATEST(rate_buckets.at_ms, $4) \
+                 WHERE NOT $6 OR LEAST($3, rate_buckets.tokens + GREATEST($4 - rate_buckets.at_ms, 0) * $2 / 1000.0) >= 1",
+            )
+            .bind(owner)
+            .bind(rate)
+            .bind(burst)
+            .bind(now_ms)
+            .bind(cost)
+            .bind(may_refuse)
+            .execute(&self.pool)
+        })
         .await?;
         Ok(taken.rows_affected() == 1)
     }
