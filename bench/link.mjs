@@ -5,6 +5,7 @@
 // signer, and a raw fetch client in the same page doing our API's plan.
 //
 //   node bench/link.mjs OUT.json [--quick] [--rtt-ms 40] [--mbit 50] [--concurrency 6] [--cases small,medium,large]
+//     [--clients ours,uppy-companion,raw]
 //
 // Env: TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_S3_REGION, AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY (Garage from scripts/garage.sh), UPLOAD_SERVER_BIN,
@@ -48,7 +49,7 @@ const CASES = [
     ? { id: "large", label: "1 file of 64 MiB (--quick; 1 GiB without it)", count: 1, size: 64 * MiB, rounds: 1 }
     : { id: "large", label: "1 file of 1 GiB", count: 1, size: 1024 * MiB, rounds: 1 },
 ].filter((c) => only.includes(c.id));
-const CLIENTS = ["ours", "uppy-companion", "raw"];
+const CLIENTS = opt("--clients", "ours,uppy-companion,raw").split(",");
 
 function cpuSeconds(pid) {
   try {
@@ -121,6 +122,30 @@ function spawnWithLines(cmd, argv, env, logFile, ready) {
 
 async function shaperStats(addr) {
   return (await (await fetch(`http://${addr}/`)).json()).routes;
+}
+// A client that stops moving bytes would hang the run for ever: a run fails
+// once no byte has crossed the link for this long (the slowest legitimate
+// gap is a part's signing request plus a new connection: well under a second).
+const STALL_MS = 60000;
+/** Rejects once the link has carried no bytes for STALL_MS (checked every 5 s). */
+function stallWatch(addr) {
+  let timer;
+  let last = -1;
+  let quietSince = Date.now();
+  const watching = new Promise((_, reject) => {
+    timer = setInterval(async () => {
+      const routes = await shaperStats(addr).catch(() => ({}));
+      const bytes = Object.values(routes).reduce((a, r) => a + r.bytes_up + r.bytes_down, 0);
+      if (bytes !== last) {
+        last = bytes;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= STALL_MS) {
+        const requests = Object.fromEntries(Object.entries(routes).map(([k, r]) => [k, r.methods]));
+        reject(new Error(`stalled: no bytes crossed the link for ${STALL_MS / 1000} s; requests so far ${JSON.stringify(requests)}`));
+      }
+    }, 5000);
+  });
+  return { watching, stop: () => clearInterval(timer) };
 }
 function statsDelta(a, b) {
   const d = {};
@@ -240,13 +265,27 @@ try {
       const paths = makeFiles(dir, kase.count, kase.size);
       const errors = [];
       page.on("pageerror", (e) => errors.push(String(e)));
+      // What a client logs as an error, reported if its run stalls.
+      const logged = [];
+      page.on("console", (m) => m.type() === "error" && logged.length < 5 && logged.push(m.text().slice(0, 200)));
       await page.goto(`${page0.origin}/`);
       await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout: 30000 });
       await page.setInputFiles("#files", paths);
       await page.evaluate(([c, e, n, p]) => window.bench.prepare(c, e, n, p), [client, endpoints[client], concurrency, config.part_size]);
       const s0 = await shaperStats(listen.stats);
       const cpu0 = treeCpuSeconds(chromiumPid);
-      const r = await page.evaluate(([c, e, n]) => window.bench.run(c, e, n), [client, endpoints[client], concurrency]);
+      const stall = stallWatch(listen.stats);
+      let r;
+      try {
+        r = await Promise.race([
+          page.evaluate(([c, e, n]) => window.bench.run(c, e, n), [client, endpoints[client], concurrency]),
+          stall.watching,
+        ]);
+      } catch (e) {
+        throw new Error(`${e.message}${logged.length ? `; console errors: ${logged.join(" | ")}` : ""}`);
+      } finally {
+        stall.stop();
+      }
       entry.client_cpu_s = treeCpuSeconds(chromiumPid) - cpu0;
       // Let the last answers' bytes be counted (the page resolves on them).
       const s1 = await shaperStats(listen.stats);
