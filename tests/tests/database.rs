@@ -82,6 +82,25 @@ fn the_local_store_on_postgres_is_refused_without_a_shared_volume() {
     assert!(!line.contains("hunter2secret"), "{line}");
 }
 
+/// A pool size or acquire timeout that cannot be used stops the start with
+/// one line naming the variable and what it accepts: zero, a number out of
+/// range, a non-number.
+#[test]
+fn bad_postgres_pool_settings_stop_the_start_naming_the_variable() {
+    let cases = [
+        ("UPLOAD_POSTGRES_POOL_SIZE", "0", "outside 1..=10000"),
+        ("UPLOAD_POSTGRES_POOL_SIZE", "lots", "`lots`"),
+        ("UPLOAD_POSTGRES_POOL_SIZE", "-4", "`-4`"),
+        ("UPLOAD_POSTGRES_ACQUIRE_TIMEOUT", "0", "outside 1..=600 seconds"),
+        ("UPLOAD_POSTGRES_ACQUIRE_TIMEOUT", "2.5", "`2.5`"),
+        ("UPLOAD_POSTGRES_ACQUIRE_TIMEOUT", "3s", "`3s`"),
+    ];
+    for (variable, value, says) in cases {
+        let line = failure_line(&run_server(&[(variable, value)]));
+        assert!(line.starts_with(&format!("error: {variable}: ")) && line.contains(says), "{variable}={value}: {line}");
+    }
+}
+
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_version_is_refused_at_start() {
     use sqlx::Connection as _;
@@ -136,7 +155,8 @@ impl Drop for Cluster {
 }
 
 /// PostgreSQL stops under a serving server: requests that need it answer
-/// 503 `storage_unavailable` in the contract's shape (no 500, no hang),
+/// 503 `storage_unavailable` in the contract's shape (no 500, no hang,
+/// within the acquire timeout of `UPLOAD_POSTGRES_ACQUIRE_TIMEOUT`),
 /// `/healthz` fails; once it is back, the same server serves again without
 /// a restart, and what it recorded before is still there.
 #[tokio::test]
@@ -144,7 +164,12 @@ impl Drop for Cluster {
 async fn the_database_going_away_is_503_and_its_return_needs_no_restart() {
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
     let url = cluster.url.clone();
-    let server = TestServer::start(Backend::Local, |c| c.database_url(url).local_shared_volume(true)).await;
+    // A request waits at most the acquire timeout for a connection, so the
+    // 503s come that soon, not after the whole request timeout.
+    let server = TestServer::start(Backend::Local, |c| {
+        c.database_url(url).local_shared_volume(true).postgres_acquire_timeout_secs(1)
+    })
+    .await;
     let alice = server.as_owner("alice");
     let before = alice.create("before.bin", 10, "").await;
     let healthz = || async { server.http.get(format!("{}/healthz", server.base)).send().await.unwrap() };
@@ -164,7 +189,7 @@ async fn the_database_going_away_is_503_and_its_return_needs_no_restart() {
     )
     .await;
     assert!(message.contains("database did not answer"), "{message}");
-    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
     expect_error(alice.get("/files").await, 503, "storage_unavailable").await;
     expect_error(alice.get(&format!("/uploads/{}", before["id"].as_str().unwrap())).await, 503, "storage_unavailable")
         .await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use upload_core::{MAX_PART_SIZE, MIN_PART_SIZE, UploadConstraints};
 
+use crate::db::PoolSettings;
 use crate::sniff::SniffMode;
 use crate::storage::s3::S3Settings;
 use crate::webhooks::WebhookConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Metadata store URL (`sqlite://...` or `postgres://...`).
     pub database_url: String,
+    /// The PostgreSQL connection pool's size and acquire timeout.
+    pub database_pool: PoolSettings,
     /// The data directory is a volume every instance shares, so the
     /// embedded store may run on PostgreSQL (`UPLOAD_LOCAL_SHARED_VOLUME`).
     pub local_shared_volume: bool,
@@ -115,6 +118,8 @@ pub struct ConfigBuilder {
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    postgres_pool_size: Option<u32>,
+    postgres_acquire_timeout: Option<u64>,
     local_shared_volume: Option<bool>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
@@ -167,6 +172,12 @@ pub const ENV_VARIABLES: &[EnvVariable] = &[
     var("UPLOAD_PUBLIC_URL", "base URL browsers reach this server at", "http://UPLOAD_LISTEN"),
     var("UPLOAD_DATA_DIR", "SQLite database and local objects", "./data"),
     var("UPLOAD_DATABASE_URL", "metadata store: sqlite://... or postgres://...", "UPLOAD_DATA_DIR/uploads.db"),
+    var("UPLOAD_POSTGRES_POOL_SIZE", "connections each instance keeps to PostgreSQL (1 to 10000)", "16"),
+    var(
+        "UPLOAD_POSTGRES_ACQUIRE_TIMEOUT",
+        "seconds a request waits for a PostgreSQL connection before 503 (1 to 600)",
+        "3",
+    ),
     var(
         "UPLOAD_LOCAL_SHARED_VOLUME",
         "true: UPLOAD_DATA_DIR is a volume every instance shares (the local store on PostgreSQL)",
@@ -226,6 +237,8 @@ impl ConfigBuilder {
     /// | `UPLOAD_PUBLIC_URL` | base URL browsers reach this server at | `http://UPLOAD_LISTEN` |
     /// | `UPLOAD_DATA_DIR` | SQLite database and local objects | `./data` |
     /// | `UPLOAD_DATABASE_URL` | metadata store: `sqlite://...` or `postgres://user:password@host/db` | `UPLOAD_DATA_DIR/uploads.db` |
+    /// | `UPLOAD_POSTGRES_POOL_SIZE` | connections each instance keeps to PostgreSQL, 1 to 10000 | `16` |
+    /// | `UPLOAD_POSTGRES_ACQUIRE_TIMEOUT` | seconds a request waits for a PostgreSQL connection before it is answered 503, 1 to 600 | `3` |
     /// | `UPLOAD_LOCAL_SHARED_VOLUME` | `true`: `UPLOAD_DATA_DIR` is a volume every instance shares, so the embedded store may run on PostgreSQL | `false` |
     /// | `UPLOAD_S3_BUCKET` | use this S3 bucket instead of local disk | unset |
     /// | `UPLOAD_S3_ENDPOINT` | S3-compatible endpoint | AWS |
@@ -260,6 +273,8 @@ impl ConfigBuilder {
             public_url: env("UPLOAD_PUBLIC_URL"),
             data_dir: env("UPLOAD_DATA_DIR").map(PathBuf::from),
             database_url: env("UPLOAD_DATABASE_URL"),
+            postgres_pool_size: env_parse("UPLOAD_POSTGRES_POOL_SIZE")?,
+            postgres_acquire_timeout: env_parse("UPLOAD_POSTGRES_ACQUIRE_TIMEOUT")?,
             local_shared_volume: env_parse("UPLOAD_LOCAL_SHARED_VOLUME")?,
             s3_bucket: env("UPLOAD_S3_BUCKET"),
             s3_endpoint: env("UPLOAD_S3_ENDPOINT"),
@@ -308,6 +323,17 @@ impl ConfigBuilder {
     /// Metadata store URL.
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());
+        self
+    }
+    /// Connections each instance keeps to PostgreSQL (`UPLOAD_POSTGRES_POOL_SIZE`).
+    pub fn postgres_pool_size(mut self, connections: u32) -> Self {
+        self.postgres_pool_size = Some(connections);
+        self
+    }
+    /// Seconds a request waits for a PostgreSQL connection before it is
+    /// answered 503 (`UPLOAD_POSTGRES_ACQUIRE_TIMEOUT`).
+    pub fn postgres_acquire_timeout_secs(mut self, secs: u64) -> Self {
+        self.postgres_acquire_timeout = Some(secs);
         self
     }
     /// The data directory is a volume every instance shares (see
@@ -446,6 +472,7 @@ impl ConfigBuilder {
         let dev_mode = self.dev_mode.unwrap_or(false);
         check_identity(self.jwt_secret.as_deref(), dev_mode, listen)?;
         let (data_dir, database_url) = self.database()?;
+        let database_pool = self.database_pool()?;
         let storage = self.storage();
         let local_shared_volume = self.local_shared_volume.unwrap_or(false);
         check_local_store(&storage, &database_url, local_shared_volume)?;
@@ -462,6 +489,7 @@ impl ConfigBuilder {
             public_url,
             data_dir,
             database_url,
+            database_pool,
             local_shared_volume,
             storage,
             jwt_secret: self.jwt_secret,
@@ -532,6 +560,31 @@ impl ConfigBuilder {
             ));
         }
         Ok((data_dir, database_url))
+    }
+
+    /// The PostgreSQL pool's size and acquire timeout (validated whatever
+    /// the database, so a bad value is found before a move to PostgreSQL).
+    fn database_pool(&self) -> Result<PoolSettings, ConfigError> {
+        let mut pool = PoolSettings::default();
+        if let Some(size) = self.postgres_pool_size {
+            if !(1..=10_000).contains(&size) {
+                return Err(config_error(
+                    "UPLOAD_POSTGRES_POOL_SIZE",
+                    format!("{size} is outside 1..=10000 connections"),
+                ));
+            }
+            pool.max_connections = size;
+        }
+        if let Some(secs) = self.postgres_acquire_timeout {
+            if !(1..=600).contains(&secs) {
+                return Err(config_error(
+                    "UPLOAD_POSTGRES_ACQUIRE_TIMEOUT",
+                    format!("{secs} is outside 1..=600 seconds"),
+                ));
+            }
+            pool.acquire_timeout = Duration::from_secs(secs);
+        }
+        Ok(pool)
     }
 
     /// S3 when a bucket is named, else the embedded store.
@@ -705,6 +758,8 @@ mod tests {
         assert_eq!(config.part_size, 8_388_608);
         assert!(matches!(config.storage, StorageConfig::Local));
         assert_eq!(config.sniff, SniffMode::Enforce);
+        assert_eq!(config.database_pool.max_connections, 16);
+        assert_eq!(config.database_pool.acquire_timeout, Duration::from_secs(3));
     }
 
     /// The list `--help` prints, what `from_env` reads and
@@ -748,6 +803,10 @@ mod tests {
             (Config::builder().cors_origins(vec!["app.example".into()]), "UPLOAD_CORS_ORIGINS"),
             (Config::builder().database_url("mysql://x"), "UPLOAD_DATABASE_URL"),
             (Config::builder().request_timeout_secs(0), "UPLOAD_REQUEST_TIMEOUT"),
+            (Config::builder().postgres_pool_size(0), "UPLOAD_POSTGRES_POOL_SIZE"),
+            (Config::builder().postgres_pool_size(10_001), "UPLOAD_POSTGRES_POOL_SIZE"),
+            (Config::builder().postgres_acquire_timeout_secs(0), "UPLOAD_POSTGRES_ACQUIRE_TIMEOUT"),
+            (Config::builder().postgres_acquire_timeout_secs(601), "UPLOAD_POSTGRES_ACQUIRE_TIMEOUT"),
             (Config::builder().database_url("postgres://u:p@db.example/up"), "UPLOAD_LOCAL_SHARED_VOLUME"),
             (Config::builder().webhook("https://h.example", "whsec_c2hvcnQ="), "UPLOAD_WEBHOOK_SECRET"),
             (Config::builder().webhook("h.example", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "UPLOAD_WEBHOOK_URL"),

@@ -39,7 +39,7 @@ use axum::Router;
 
 use crate::auth::{Authenticate, DevelopmentIdentity, JwtIdentity, Owner};
 pub use crate::config::{Config, ConfigBuilder, ConfigError, ENV_VARIABLES, EnvVariable, StorageConfig};
-pub use crate::db::{ConnectError, Db};
+pub use crate::db::{ConnectError, Db, PoolSettings};
 pub use crate::error::{ApiError, ApiResult};
 use crate::hooks::{NoHooks, UploadHooks};
 use crate::metrics::{MeteredStorage, Metrics};
@@ -128,7 +128,7 @@ impl AppState {
             StorageConfig::S3(settings) => Arc::new(S3Storage::connect(settings.clone()).await?),
             StorageConfig::Local => Arc::new(LocalStorage::open(config.data_dir.join("storage"), &config.public_url)?),
         };
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect_with(&config.database_url, config.database_pool).await?;
         // Events are written (by the database's triggers) from now on when
         // webhooks are configured; `webhooks::run` delivers them.
         db.set_webhooks_enabled(config.webhook.is_some()).await?;

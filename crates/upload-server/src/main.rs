@@ -200,7 +200,7 @@ async fn check(config: Config) -> ExitCode {
             .map_err(|e| format!("the data directory {} cannot be created: {e}", config.data_dir.display())),
     );
     let target = config.database_target();
-    let database = match upload_server::Db::connect(&config.database_url).await {
+    let database = match upload_server::Db::connect_with(&config.database_url, config.database_pool).await {
         Ok(db) => db
             .ping()
             .await

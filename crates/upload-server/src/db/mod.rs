@@ -30,6 +30,7 @@
 //!   bad row fails alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use upload_core::wire::UploadState;
@@ -171,6 +172,39 @@ pub(crate) trait Database: Send + Sync + std::fmt::Debug {
     async fn undelivered_events(&self) -> Result<i64, sqlx::Error>;
 }
 
+/// The PostgreSQL connection pool of one instance (`UPLOAD_POSTGRES_POOL_SIZE`,
+/// `UPLOAD_POSTGRES_ACQUIRE_TIMEOUT`). SQLite has no use for them: it keeps
+/// one write connection and a few readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolSettings {
+    /// Most connections this instance keeps open.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// PostgreSQL's default `max_connections` is 100 in all, so several
+    /// instances fit beside administration.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+    /// A request waits for a connection behind other requests when all are
+    /// busy, or while the pool connects anew after the database went away
+    /// (sqlx retries a refused connection until then). Statements take
+    /// milliseconds, so a few seconds ride out any burst and a quick
+    /// restart or failover; longer only makes every request wait that long
+    /// for its 503 while the database is down (10 s did), where clients
+    /// retry a 503 anyway and a balancer should see `/healthz` fail fast.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: Self::DEFAULT_MAX_CONNECTIONS, acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT }
+    }
+}
+
 /// A handle on the metadata store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db(Arc<dyn Database>);
@@ -239,12 +273,18 @@ impl ConnectError {
 
 impl Db {
     /// Opens and migrates the database `url` names: `sqlite://...` (created
-    /// if missing) or `postgres://...` (`postgresql://` too).
+    /// if missing) or `postgres://...` (`postgresql://` too), a PostgreSQL
+    /// pool with the default [`PoolSettings`].
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Db::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// [`Db::connect`], with a PostgreSQL pool of `pool`'s size and acquire timeout.
+    pub async fn connect_with(url: &str, pool: PoolSettings) -> Result<Self, ConnectError> {
         let database: Arc<dyn Database> = if url.starts_with("sqlite:") {
             Arc::new(sqlite::SqliteDb::connect(url).await?)
         } else if is_postgres(url) {
-            Arc::new(postgres::PostgresDb::connect(url).await?)
+            Arc::new(postgres::PostgresDb::connect(url, pool).await?)
         } else {
             return Err(ConnectError::Scheme(redacted(url)));
         };

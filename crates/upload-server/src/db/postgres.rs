@@ -34,22 +34,11 @@ use upload_core::wire::UploadState;
 use super::failure::retry_contended;
 use super::group_commit::NewUpload;
 use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
-use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, WriteError, redacted};
+use super::{ConnectError, Database, FileRow, OutboxRow, PoolSettings, UploadRow, WriteError, redacted};
 use crate::id::UploadId;
 use writer::Inserts;
 
 mod writer;
-
-/// Connections per instance: PostgreSQL's default allows 100 in all, so
-/// several instances fit with room for administration.
-const MAX_CONNECTIONS: u32 = 16;
-
-/// How long a request waits for a connection: behind other requests when
-/// all are busy (many creates of one owner queue on its lock), and
-/// connecting anew when the database went away (sqlx retries a refused
-/// connection until then). A database that does not answer is answered 503
-/// after this, not after the whole request timeout.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled connection idle this long is pinged before a request gets it.
 const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
@@ -63,8 +52,10 @@ pub(super) struct PostgresDb {
 
 impl PostgresDb {
     /// Connects and migrates (sqlx takes an advisory lock for it, so
-    /// instances starting at once migrate one after another).
-    pub(super) async fn connect(url: &str) -> Result<Self, ConnectError> {
+    /// instances starting at once migrate one after another). A database
+    /// that does not answer is answered 503 after `pool.acquire_timeout`,
+    /// the wait for a connection, not after the whole request timeout.
+    pub(super) async fn connect(url: &str, pool: PoolSettings) -> Result<Self, ConnectError> {
         let target = redacted(url);
         let unreachable = |source| ConnectError::Unreachable { target: target.clone(), source };
         let options = PgConnectOptions::from_str(url).map_err(unreachable)?.application_name("upload-server");
@@ -73,8 +64,8 @@ impl PostgresDb {
         // timed out, where "connection refused" says what is wrong.
         sqlx::PgConnection::connect_with(&options).await.map_err(unreachable)?.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
             // A connection the database dropped (restart, failover) is found
             // out before a request gets it, not by the request failing; but
             // only one that sat idle (a ping per request is a round trip
