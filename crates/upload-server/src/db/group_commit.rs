@@ -27,8 +27,7 @@ pub(super) struct NewUpload {
 
 /// Writes `jobs` with `write` (one transaction, one outcome per job, in
 /// order; run again after a lost conflict); if the database refused it,
-/// writes each job alone. One outcome
-/// per job, in order.
+/// writes each job alone. One outcome per job, in order.
 pub(super) async fn commit_or_each<'a, J, F, Fut>(jobs: &'a [J], mut write: F) -> Vec<Result<bool, WriteError>>
 where
     F: FnMut(&'a [J]) -> Fut,
