@@ -273,7 +273,9 @@ fn log_server_error(error: &ApiError) {
     let cause = error.source.as_deref().map(|source| Chain(source).to_string());
     let cause = cause.as_deref().unwrap_or(&error.message);
     if error.code == ErrorCode::StorageUnavailable {
-        tracing::warn!(error = %cause, "object store unavailable");
+        // The answer's message names what did not answer (the object store,
+        // the database, a request past its deadline): the log says the same.
+        tracing::warn!(error = %cause, "{}", error.message);
     } else {
         tracing::error!(error = %cause, code = %error.code, "server error");
     }
