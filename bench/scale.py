@@ -6,7 +6,8 @@ Usage: scale.py OUT.json SECONDS
 Env: TEST_S3_* and AWS_* (from scripts/garage.sh start), TEST_POSTGRES_URL
 (from scripts/postgres.sh start: a superuser URL of a throw-away cluster),
 BENCH_TMP (scratch directory), BENCH_SCALE_CONNECTIONS (default 64,256),
-BENCH_SCALE_ROUNDS (default 3).
+BENCH_SCALE_ROUNDS (default 3), BENCH_SCALE_TARGETS (names, comma-separated;
+default all).
 
 Every point gets fresh server processes and a fresh database (a new SQLite
 file, or CREATE DATABASE on the cluster), a one-second warm-up at the same
@@ -20,6 +21,9 @@ The three instances share the machine's two cores with haproxy, PostgreSQL
 and wrk: this measures what the stateless shape costs per request, not how it
 scales with machines, which needs machines.
 """
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -86,11 +90,31 @@ backend instances
 """
 
 
+# The signing secret of the many-owner points' tokens (a benchmark's own, never a deployment's).
+JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123"
+
+
+def owner_tokens(n):
+    """A file of n HS256 tokens (UPLOAD_JWT_SECRET above), owners owner-0 .. owner-(n-1), valid for a day."""
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    exp = int(time.time()) + 86400
+    path = os.path.join(TMP, f"tokens-{n}.txt")
+    with open(path, "w") as f:
+        for i in range(n):
+            body = b64(json.dumps({"sub": f"owner-{i}", "exp": exp}).encode())
+            sig = b64(hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+            f.write(f"{head}.{body}.{sig}\n")
+    return path
+
+
 def start_point(target, c):
     """Starts the point's processes; returns (base URL, {part: pid}, [procs])."""
     name = f"{target['name']}-{c}"
     database = fresh_database(target["db"], name)
     extra = {"UPLOAD_DATABASE_URL": database}
+    if target.get("owners"):
+        extra["UPLOAD_JWT_SECRET"] = JWT_SECRET
     procs, pids = [], {}
     if target["instances"] == 1:
         proc, base, _ = start_ours(name, "garage", extra)
@@ -128,13 +152,14 @@ def run_target(target, seconds, results):
             procs = []
             try:
                 base, pids, procs = start_point(target, c)
-                wrk(base + "/api/v1/uploads", c, 1)
+                load = {"BENCH_TOKENS": owner_tokens(target["owners"])} if target.get("owners") else None
+                wrk(base + "/api/v1/uploads", c, 1, load)
                 for pid in pids["server"]:
                     wait_idle(pid)
                 load_before = loadavg()
                 before = cpu(pids)
                 ctx_before = sum(tree_ctx_switches(p) for p in pids["server"])
-                res = wrk(base + "/api/v1/uploads", c, seconds)
+                res = wrk(base + "/api/v1/uploads", c, seconds, load)
                 after = cpu(pids)
                 n = max(res["requests"], 1)
                 for part in pids:
@@ -161,6 +186,10 @@ TARGETS = [
     dict(name="postgres-1", db="postgres", instances=1),
     dict(name="sqlite-3-haproxy", db="sqlite", instances=3),
     dict(name="postgres-3-haproxy", db="postgres", instances=3),
+    # Many owners, as a deployment has them: 1,000 signed-in users (HS256 tokens, so each
+    # request's token is verified too), taken in turn, so a batch holds many owners' creates.
+    dict(name="sqlite-1-1000-owners", db="sqlite", instances=1, owners=1000),
+    dict(name="postgres-1-1000-owners", db="postgres", instances=1, owners=1000),
 ]
 
 
@@ -169,7 +198,10 @@ def main():
     os.makedirs(TMP, exist_ok=True)
     garage_env()  # fails early without a store
     results = []
+    only = [n for n in os.environ.get("BENCH_SCALE_TARGETS", "").split(",") if n]
     for t in TARGETS:
+        if only and t["name"] not in only:
+            continue
         print(f"scale: {t['name']}", flush=True)
         if t["db"] == "postgres" and not os.environ.get("TEST_POSTGRES_URL"):
             results.append(dict(target=t["name"], db=t["db"], instances=t["instances"],

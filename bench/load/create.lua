@@ -1,5 +1,6 @@
 -- wrk script: POST a fresh small-file declaration to the create endpoint.
--- Env: BENCH_PATH (default /api/v1/uploads), BENCH_BODY ("json" for our API
+-- Env: BENCH_PATH (default /api/v1/uploads), BENCH_TOKEN (one bearer token),
+-- BENCH_TOKENS (a file of tokens, one owner each, taken in turn), BENCH_BODY ("json" for our API
 -- and the FastAPI presigner, "django" for django-s3-file-upload, "companion"
 -- for Uppy Companion's GET /s3/params?filename=...&type=..., its presigned POST),
 -- BENCH_PAIR=1: after each create, GET /api/v1/uploads/{id} for the id it returned.
@@ -31,6 +32,16 @@ end
 local headers = { ["Content-Type"] = "application/json" }
 local auth = os.getenv("BENCH_TOKEN")
 if auth and auth ~= "" then headers["Authorization"] = "Bearer " .. auth end
+-- BENCH_TOKENS: a file of tokens, one per line, each a different owner;
+-- the creates take them in turn, so consecutive requests (and the batches
+-- the server commits together) belong to different owners.
+local tokens = {}
+local tokens_file = os.getenv("BENCH_TOKENS")
+if tokens_file and tokens_file ~= "" then
+  for line in io.lines(tokens_file) do
+    if line ~= "" then tokens[#tokens + 1] = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. line } end
+  end
+end
 
 local function form_request(form)
   local parts = {}
@@ -66,6 +77,9 @@ function request()
     body = string.format('{"filename": "%s", "acl": "private"}', name)
   else
     body = string.format('{"name": "%s", "size": 1024, "type": "application/octet-stream"}', name)
+  end
+  if #tokens > 0 then
+    return wrk.format("POST", path, tokens[(counter + (tid or 0) * 7919) % #tokens + 1], body)
   end
   return wrk.format("POST", path, headers, body)
 end
