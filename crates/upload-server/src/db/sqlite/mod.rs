@@ -64,8 +64,13 @@ impl SqliteDb {
         // database and syncs it, tens of milliseconds during which every
         // create would wait on the writer. A connection of its own does it
         // beside the writer (PASSIVE checkpoints take no write lock).
+        // No ping before a connection is handed out (sqlx's default): the
+        // database is a local file, not a server that may have hung up, and
+        // the ping is a round trip to the connection's worker thread (two
+        // context switches) before every batch and every read.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             // Once the WAL starts over, its file is cut back to 64 MiB.
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0").pragma("journal_size_limit", "67108864"))
             .await
@@ -76,11 +81,13 @@ impl SqliteDb {
         // gives up until the next tick.
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().busy_timeout(CHECKPOINT_EVERY))
             .await
             .map_err(unreachable)?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(unreachable)?;
