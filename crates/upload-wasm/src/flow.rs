@@ -2,7 +2,9 @@
 //! machine: the bytes by the server's plan (form POST; multipart parts,
 //! `concurrency` at a time, their URLs asked in batches; chunked session
 //! with `308` + `Range`), retries with backoff, pause/resume from what the
-//! store holds, and `/complete`.
+//! store holds, and `/complete`. With checksums, multipart parts are hashed
+//! (and signed) ahead of their workers ([`Flow::hash_ahead`]), so hashing
+//! overlaps the sending instead of coming between a worker's parts.
 //!
 //! Not an `async fn` per flow: every step is a method that starts a request
 //! (an XMLHttpRequest to the store, a timer, an API call) and returns; the
@@ -69,6 +71,7 @@ pub(crate) async fn deliver(
             queue: VecDeque::new(),
             urls: Vec::new(),
             sums: Vec::new(),
+            hashing: 0,
             signing: false,
             waiting: Vec::new(),
             workers: 0,
@@ -112,7 +115,10 @@ struct Progress {
     /// Parts not yet taken by a worker.
     queue: VecDeque<u32>,
     urls: Vec<Option<Rc<SignedUrl>>>,
-    sums: Vec<Option<String>>,
+    /// Checksums: each part's SHA-256 (kept over a pause), and how many
+    /// parts are being hashed.
+    sums: Vec<Sum>,
+    hashing: usize,
     /// A signing request is under way; `waiting` parts ask again once it answered.
     signing: bool,
     waiting: Vec<(u32, u32)>,
@@ -122,6 +128,20 @@ struct Progress {
     error: Option<Fail>,
     /// Chunked: the bytes the session holds.
     offset: u64,
+}
+
+/// Parts hashed at once (checksums on): the browser reads each part into
+/// memory to hash it, so this also bounds the bytes held for hashing.
+const HASHING: usize = 2;
+
+/// A part's SHA-256.
+#[derive(Clone)]
+enum Sum {
+    Todo,
+    /// Being hashed; the try of the worker waiting for it (0: none yet,
+    /// hashed ahead).
+    Hashing(u32),
+    Ready(String),
 }
 
 /// A part's signed request.
@@ -152,8 +172,8 @@ enum Then {
     Listed,
     /// `POST .../complete`: the File record.
     Completed,
-    /// Part `n`'s SHA-256 (and its try).
-    Summed(u32, u32),
+    /// Part `n`'s SHA-256.
+    Summed(u32),
     /// The URLs of a batch asked for by part `n` (and its try).
     Signed(u32, u32),
 }
@@ -214,7 +234,9 @@ impl Flow {
                 let count = s.parts.len();
                 s.etags.resize(count, None);
                 s.urls = vec![None; count];
-                s.sums = vec![None; count];
+                if s.sums.len() != count {
+                    s.sums = vec![Sum::Todo; count];
+                }
                 let mut queue = VecDeque::new();
                 let mut stored = 0;
                 for (n, (_, len)) in (1..).zip(&s.parts) {
@@ -236,7 +258,7 @@ impl Flow {
                 for _ in 0..workers {
                     self.next_part();
                 }
-                return;
+                return self.hash_ahead();
             }
             UploadPlan::Chunked { .. } if s.resuming => Step::Probe(1, 1),
             UploadPlan::Chunked { .. } => {
@@ -266,18 +288,24 @@ impl Flow {
                 }));
             }
             Step::Part(n, attempt) => {
-                let i = n as usize - 1;
-                let unsummed = self.s.borrow().sums[i].is_none();
-                if let Some(module) = &self.module
-                    && unsummed
-                {
-                    // Checksums on: the part's SHA-256 is signed into its URL.
-                    let module: HashModule = AsRef::<JsValue>::as_ref(module).clone().unchecked_into();
-                    let body = self.part_body(n);
-                    return self.spawn(
-                        Box::pin(async move { sum(&module, &body?).await.map(JsValue::from) }),
-                        Then::Summed(n, attempt),
-                    );
+                if self.module.is_some() {
+                    // Checksums on: the part's SHA-256 is signed into its URL;
+                    // hashed ahead, being hashed (the worker waits for it), or
+                    // hashed now (the first parts, a part sent again).
+                    let stopping = self.stopping();
+                    let mut s = self.s.borrow_mut();
+                    match &mut s.sums[n as usize - 1] {
+                        Sum::Ready(_) => {}
+                        Sum::Hashing(waiting) => return *waiting = attempt,
+                        Sum::Todo if stopping => {
+                            drop(s);
+                            return self.part_failed(Fail::aborted());
+                        }
+                        Sum::Todo => {
+                            drop(s);
+                            return self.hash(n, attempt);
+                        }
+                    }
                 }
                 self.url_for(n, attempt);
             }
@@ -382,7 +410,7 @@ impl Flow {
                         {
                             let mut s = self.s.borrow_mut();
                             s.urls[i] = None;
-                            s.sums[i] = None;
+                            s.sums[i] = Sum::Todo;
                         }
                         if retry.after(&fail, Retryable::Store, attempt).is_none() {
                             return self.part_failed(fail);
@@ -463,24 +491,75 @@ impl Flow {
 
     /// A worker takes the next part, or stops.
     fn next_part(self: &Rc<Self>) {
-        let next = {
-            let mut s = self.s.borrow_mut();
-            if s.error.is_some() || self.t.interrupted() { None } else { s.queue.pop_front() }
-        };
+        let next = if self.stopping() { None } else { self.s.borrow_mut().queue.pop_front() };
         match next {
-            Some(n) => self.go(Step::Part(n, 1)),
+            Some(n) => {
+                self.go(Step::Part(n, 1));
+                // The window of parts hashed ahead moved on.
+                self.hash_ahead();
+            }
             None => self.worker_done(),
         }
+    }
+
+    /// A part failed, the upload is paused or cancelled, or no worker is
+    /// left: nothing more is started.
+    fn stopping(&self) -> bool {
+        let s = self.s.borrow();
+        s.error.is_some() || s.workers == 0 || self.t.interrupted()
+    }
+
+    /// Checksums: hashes the next parts of the queue ahead of their
+    /// workers, `HASHING` at once, so that a worker finds its part's sum
+    /// (and URL) ready and sends at once. At most the next `concurrency`
+    /// parts are hashed ahead (their digests only: a part's bytes are read,
+    /// hashed and dropped), and nothing once the upload is stopping or no
+    /// worker is left (paused, cancelled, failed, sent).
+    fn hash_ahead(self: &Rc<Self>) {
+        if self.module.is_none() || self.stopping() {
+            return;
+        }
+        let mut next = None;
+        {
+            let s = self.s.borrow();
+            for q in s.queue.iter().take(self.t.shared.concurrency as usize) {
+                if s.hashing < HASHING && next.is_none() && matches!(s.sums[*q as usize - 1], Sum::Todo) {
+                    next = Some(*q);
+                }
+            }
+        }
+        if let Some(n) = next {
+            self.hash(n, 0);
+            self.hash_ahead();
+        }
+    }
+
+    /// Hashes part `n`, for the worker sending it (its try), or ahead (0).
+    fn hash(self: &Rc<Self>, n: u32, attempt: u32) {
+        let Some(module) = &self.module else { return };
+        {
+            let mut s = self.s.borrow_mut();
+            s.sums[n as usize - 1] = Sum::Hashing(attempt);
+            s.hashing += 1;
+        }
+        let module: HashModule = AsRef::<JsValue>::as_ref(module).clone().unchecked_into();
+        let body = self.part_body(n);
+        self.spawn(Box::pin(async move { sum(&module, &body?).await.map(JsValue::from) }), Then::Summed(n));
     }
 
     /// One part failed for good (or was stopped): it fails the file, and the
     /// others stop now.
     fn part_failed(self: &Rc<Self>, fail: Fail) {
+        self.stop_parts(fail);
+        self.worker_done();
+    }
+
+    /// The first failure fails the file; the parts in flight stop.
+    fn stop_parts(&self, fail: Fail) {
         self.s.borrow_mut().error.get_or_insert(fail);
         if !self.t.interrupted() {
             self.t.abort_requests();
         }
-        self.worker_done();
     }
 
     /// Once every worker has stopped (no part may still be on its way when
@@ -518,16 +597,40 @@ impl Flow {
         if s.signing {
             return s.waiting.push((n, attempt));
         }
-        // With checksums, each part is signed alone, once hashed.
-        let mut numbers = vec![n];
-        if self.module.is_none() {
-            let batch = self.t.shared.batch as usize;
-            let more = s.queue.iter().filter(|q| s.urls[**q as usize - 1].is_none()).take(batch.saturating_sub(1));
-            numbers.extend(more);
+        drop(s);
+        self.sign(n, attempt);
+    }
+
+    /// Asks for the URLs of part `n` (0: of none, ahead of the workers) and
+    /// of the next parts queued, `batch` at most; with checksums, of those
+    /// already hashed (each URL is signed with its part's SHA-256). Not while
+    /// another signing request is under way, nor once the upload is stopping.
+    fn sign(self: &Rc<Self>, n: u32, attempt: u32) {
+        if n == 0 && (self.stopping() || self.s.borrow().signing) {
+            return;
+        }
+        let mut s = self.s.borrow_mut();
+        let mut numbers = Vec::new();
+        if n > 0 {
+            numbers.push(n);
+        }
+        for q in &s.queue {
+            let i = *q as usize - 1;
+            if numbers.len() < self.t.shared.batch as usize
+                && s.urls[i].is_none()
+                && (self.module.is_none() || matches!(s.sums[i], Sum::Ready(_)))
+            {
+                numbers.push(*q);
+            }
+        }
+        if numbers.is_empty() {
+            return;
         }
         let mut request = SignParts { part_numbers: numbers, sha256: Default::default() };
-        if let Some(digest) = s.sums[i].clone() {
-            request.sha256.insert(n, digest);
+        for q in &request.part_numbers {
+            if let Sum::Ready(digest) = &s.sums[*q as usize - 1] {
+                request.sha256.insert(*q, digest.clone());
+            }
         }
         s.signing = true;
         drop(s);
@@ -558,13 +661,32 @@ impl Flow {
 
     fn on_answer(self: &Rc<Self>, then: Then, answer: Result<JsValue, Fail>) {
         match then {
-            Then::Summed(n, attempt) => match answer {
-                Ok(digest) => {
-                    self.s.borrow_mut().sums[n as usize - 1] = digest.as_string();
-                    self.url_for(n, attempt);
+            Then::Summed(n) => {
+                let waiting = {
+                    let mut s = self.s.borrow_mut();
+                    s.hashing = s.hashing.saturating_sub(1);
+                    let Some(sum) = s.sums.get_mut(n as usize - 1) else { return };
+                    let waiting = match sum {
+                        Sum::Hashing(waiting) => *waiting,
+                        _ => 0,
+                    };
+                    *sum = match &answer {
+                        Ok(digest) => Sum::Ready(digest.as_string().unwrap_or_default()),
+                        Err(_) => Sum::Todo,
+                    };
+                    waiting
+                };
+                match answer {
+                    // Hashed ahead: signed ahead too, with the others ready.
+                    Ok(_) if waiting == 0 => self.sign(0, 0),
+                    Ok(_) => self.url_for(n, waiting),
+                    Err(fail) if waiting > 0 => self.part_failed(fail),
+                    // Hashed ahead, and unreadable: the upload fails as the
+                    // part's worker would have failed it.
+                    Err(fail) => self.stop_parts(fail),
                 }
-                Err(fail) => self.part_failed(fail),
-            },
+                self.hash_ahead();
+            }
             Then::Signed(n, attempt) => {
                 let waiting = {
                     let mut s = self.s.borrow_mut();
@@ -582,9 +704,13 @@ impl Flow {
                                 }
                             }
                         }
-                        self.url_for_signed(n, attempt);
+                        if n > 0 {
+                            self.url_for_signed(n, attempt);
+                        }
                     }
-                    Err(fail) => self.part_failed(fail),
+                    Err(fail) if n > 0 => self.part_failed(fail),
+                    // Signed ahead: each worker asks again for its own part.
+                    Err(_) => {}
                 }
                 for (n, attempt) in waiting {
                     self.url_for(n, attempt);

@@ -43,6 +43,12 @@ extern "C" {
     pub(crate) fn forget(this: &HashModule, key: &str);
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The unit tests' stand-in for the module (`test_mock.js`'s `hashModule`).
+    pub(crate) static FAKE: RefCell<Option<JsValue>> = const { RefCell::new(None) };
+}
+
 /// What an Uploader's `checksums` and `resume` options ask for.
 pub(crate) struct Extras {
     pub(crate) sums: bool,
@@ -65,6 +71,10 @@ impl Extras {
 
     /// The module, loaded once.
     pub(crate) async fn module(&self) -> Result<HashModule, Fail> {
+        #[cfg(test)]
+        if let Some(fake) = FAKE.with(|f| f.borrow().clone()) {
+            return Ok(fake.unchecked_into());
+        }
         let promise = self.module.borrow_mut().get_or_insert_with(load_hash).clone();
         let loaded = instantiated(promise).await;
         if loaded.is_err() {

@@ -280,6 +280,30 @@ export function installMock(options = {}) {
   return m;
 }
 
+// A stand-in for the package's hash/ module (crates/upload-hash): `sum`
+// answers a made-up digest after `ms`, and every call is kept in `m.sums`
+// ({size, start, end}), with the most running at once in `m.maxHashing`.
+export function hashModule(m, ms) {
+  m.sums = [];
+  m.hashing = 0;
+  m.maxHashing = 0;
+  return {
+    async sum(blob) {
+      const call = { size: blob.size, start: performance.now(), end: 0 };
+      m.sums.push(call);
+      m.hashing++;
+      m.maxHashing = Math.max(m.maxHashing, m.hashing);
+      await sleep(ms);
+      m.hashing--;
+      call.end = performance.now();
+      return "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    },
+    recall: () => undefined,
+    remember() {},
+    forget() {},
+  };
+}
+
 // A LiveView upload entry as Phoenix hands it to an uploader.
 // What an app's server gets from POST /uploads for `file` (with its user's
 // token) and passes on to the page as a LiveView entry's meta.

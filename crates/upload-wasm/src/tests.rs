@@ -26,6 +26,8 @@ extern "C" {
     #[wasm_bindgen(js_name = appCreate)]
     fn app_create(mock: &JsValue) -> Function;
     fn until(pred: &Function, ms: u32) -> Promise;
+    #[wasm_bindgen(js_name = hashModule)]
+    fn hash_module(mock: &JsValue, ms: u32) -> JsValue;
     fn sleep(ms: u32) -> Promise;
 }
 
@@ -279,6 +281,95 @@ async fn a_part_refused_for_its_checksum_is_signed_and_sent_again_a_bounded_numb
     assert_eq!(get_f64(&err, "status"), Some(400.0));
     assert_eq!(call(&mock, "putsOf", &[num(1.0)]).as_f64(), Some(5.0), "five tries in all");
     assert_eq!(count(&mock, "DELETE", "^/uploads/u1$"), 1);
+}
+
+/// An uploader with `checksums` on whose hash module is the mock's stand-in
+/// (each sum takes `ms`), for a mock whose multipart threshold is 100 bytes.
+fn summing_uploader(mock: &JsValue, concurrency: u32, ms: u32) -> Uploader {
+    crate::hash::FAKE.with(|f| *f.borrow_mut() = Some(hash_module(mock, ms)));
+    let options = obj(&[
+        ("endpoint", "http://api.test/api/v1/".into()),
+        ("concurrency", num(f64::from(concurrency))),
+        ("retryDelay", num(5.0)),
+        ("checksums", true.into()),
+    ]);
+    Uploader::new(options).unwrap_or_else(|_| panic!("options are valid"))
+}
+
+fn summing_mock() -> JsValue {
+    let config = obj(&[("multipart_threshold", num(100.0))]);
+    install_mock(&obj(&[("plan", "S3Multipart".into()), ("stepMs", num(5.0)), ("config", config)]))
+}
+
+/// Hashes started so far.
+fn hashes(mock: &JsValue) -> u32 {
+    Array::from(&get(mock, "sums")).length()
+}
+
+async fn until_stored_requests(mock: &JsValue, n: u32) {
+    let m = mock.clone();
+    let pred = Closure::<dyn Fn() -> bool>::new(move || store_requests(&m).length() >= n);
+    JsFuture::from(until(&pred.into_js_value().unchecked_into(), 5000)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn checksums_are_computed_ahead_of_the_sends() {
+    let _serial = serial().await;
+    let mock = summing_mock();
+    let upload = start(&summing_uploader(&mock, 2, 3), &mock, &make_file(1000, "a.bin", ""));
+    // The mock refuses to sign a part without its SHA-256, so every URL,
+    // signed ahead or not, carried the part's sum.
+    done(&upload).await.expect("checksummed upload succeeds");
+    assert_eq!(hashes(&mock), 10, "every part hashed once");
+    assert!(get_f64(&mock, "maxHashing").unwrap() <= 3.0, "at most concurrency + 1 hashes at once");
+    // The parts next in line are hashed while the first ones are sent (one
+    // by one after each part stored, the parts of 2 workers would be 2), and
+    // at most `concurrency` parts beyond those taken.
+    let first_put_end = get_f64(&store_requests(&mock).get(0), "at").unwrap() + 4.0 * 5.0;
+    let sums = Array::from(&get(&mock, "sums"));
+    let ahead = sums.iter().filter(|s| get_f64(s, "start").unwrap() < first_put_end).count();
+    assert!((3..=4).contains(&ahead), "{ahead} parts hashed before the first was stored");
+    crate::hash::FAKE.with(|f| f.borrow_mut().take());
+}
+
+#[wasm_bindgen_test]
+async fn pause_cancel_and_failure_stop_the_hashing() {
+    let _serial = serial().await;
+    // Pause: nothing is hashed while paused, and after resume no part is
+    // hashed twice (the sums are kept).
+    let mock = summing_mock();
+    let upload = start(&summing_uploader(&mock, 2, 5), &mock, &make_file(2000, "a.bin", ""));
+    until_stored_requests(&mock, 3).await;
+    upload.pause();
+    JsFuture::from(sleep(20)).await.unwrap();
+    let hashed = hashes(&mock);
+    JsFuture::from(sleep(60)).await.unwrap();
+    assert_eq!(hashes(&mock), hashed, "nothing hashed while paused");
+    assert_eq!(get_f64(&mock, "hashing"), Some(0.0));
+    upload.resume();
+    done(&upload).await.expect("resumed upload succeeds");
+    assert_eq!(hashes(&mock), 20, "every part hashed once, the pause notwithstanding");
+
+    // Cancel: the hashes under way end, no other starts.
+    let mock = summing_mock();
+    let upload = start(&summing_uploader(&mock, 2, 5), &mock, &make_file(2000, "a.bin", ""));
+    until_stored_requests(&mock, 3).await;
+    JsFuture::from(upload.cancel()).await.unwrap();
+    let hashed = hashes(&mock);
+    JsFuture::from(sleep(60)).await.unwrap();
+    assert_eq!(hashes(&mock), hashed, "nothing hashed after cancel");
+    assert!(hashed < 20, "{hashed} hashed of 20");
+
+    // A part failing for good fails the upload; the hashing stops with it.
+    let mock = summing_mock();
+    faults(&mock).push(&obj(&[("part", num(2.0)), ("status", num(503.0)), ("times", num(99.0))]));
+    let upload = start(&summing_uploader(&mock, 2, 5), &mock, &make_file(2000, "a.bin", ""));
+    assert_eq!(code(&done(&upload).await.expect_err("gives up")), "storage_unavailable");
+    let hashed = hashes(&mock);
+    JsFuture::from(sleep(60)).await.unwrap();
+    assert_eq!(hashes(&mock), hashed, "nothing hashed after the failure");
+    assert_eq!(get_f64(&mock, "hashing"), Some(0.0));
+    crate::hash::FAKE.with(|f| f.borrow_mut().take());
 }
 
 #[wasm_bindgen_test]
