@@ -1,6 +1,6 @@
 // Browser upload throughput (issue 6, item 2) and client memory (item 3).
 //
-//   node bench/browser.mjs OUT.json [--rounds N] [--size-mib N] [--memory 256,2048] [--skip-throughput]
+//   node bench/browser.mjs OUT.json [--rounds N] [--size-mib N] [--memory 256,2048] [--skip-throughput] [--clients a,b]
 //
 // Env: TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_S3_REGION, AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY (Garage from scripts/garage.sh), UPLOAD_SERVER_BIN
@@ -31,6 +31,8 @@ const sizeMiB = Number(opt("--size-mib", "1024"));
 const memorySizes = opt("--memory", "256,2048").split(",").filter(Boolean).map(Number);
 const skipThroughput = args.includes("--skip-throughput");
 const concurrency = Number(opt("--concurrency", "4"));
+// Only these clients (comma-separated), e.g. `--clients ours,ours-checksums` to compare two builds run by run.
+const only = opt("--clients", "").split(",").filter(Boolean);
 const tmp = process.env.BENCH_TMP || "/tmp/bench";
 const pkg = process.env.BENCH_PKG || path.join(root, "crates/upload-wasm/pkg");
 fs.mkdirSync(tmp, { recursive: true });
@@ -192,7 +194,7 @@ try {
     for (let round = 1; round <= rounds; round++) {
       // Alternate the order between rounds so no client always goes first.
       const order = round % 2 ? ["ours", "uppy", "raw", "ours-checksums"] : ["ours-checksums", "raw", "uppy", "ours"];
-      for (const client of order) {
+      for (const client of order.filter((c) => !only.length || only.includes(c))) {
         const file = makeFile(`tp-${client}-${round}.bin`, sizeMiB);
         const entry = { client, round, size: sizeMiB * MiB, load_before: fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ") };
         try {
