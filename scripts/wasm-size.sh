@@ -15,9 +15,9 @@
 # size work lands. Batched creates and completes (src/batch.rs, issue 16)
 # cost 2,616 of gzip (58,015 -> 60,631), and the ceiling rose by as much,
 # 58,500 -> 61,116. Checksums hashed and signed ahead of the sending
-# (src/flow.rs, `Flow::hash_ahead`; issue 16: the 1 GiB upload with
-# checksums within 1.2x of the time without) cost 743 (60,631 -> 61,374), and
-# the ceiling rose by as much, 61,116 -> 61,859.
+# (src/flow.rs, `Flow::hash_ahead`; issue 16's checksum item, measured in
+# docs/benchmarks.md) cost 743 (60,631 -> 61,374), and the ceiling rose by as
+# much, 61,116 -> 61,859.
 # Usage: wasm-size.sh [--check | --no-check] [PKG_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
