@@ -30,6 +30,9 @@ export function installMock(options = {}) {
     // Chunked: the store keeps at most this many bytes of a chunk, once.
     chunkShortBy: options.chunkShortBy || 0,
     stepMs: options.stepMs ?? 2,
+    // How long a complete (single or batch) takes to answer: longer makes
+    // the ones that arrive meanwhile gather whatever the machine's load.
+    completeMs: options.completeMs ?? 1,
     log: [],
     faults: [], // {part, status | "network", times, code? (the store's <Code>)}
     expired: new Set(options.expireParts || []), // parts whose first URL the store refuses (403)
@@ -103,7 +106,7 @@ export function installMock(options = {}) {
   }
 
   async function api(method, path, body) {
-    await sleep(1);
+    await sleep(method === "POST" && path.endsWith("/complete") ? m.completeMs : 1);
     let mt;
     if (method === "GET" && path === "/config") return json(200, m.config);
     if (method === "POST" && path === "/uploads") return answer(createOne(body));

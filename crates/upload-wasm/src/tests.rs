@@ -657,7 +657,9 @@ fn batch_sizes(mock: &JsValue, route: &str) -> Vec<u32> {
 #[wasm_bindgen_test]
 async fn a_folder_is_created_and_completed_in_a_few_batch_requests() {
     let _serial = serial().await;
-    let mock = mock_with_max_files(100.0, &[]);
+    // Completes answer in 40 ms, so the ones that arrive while one is in
+    // flight gather even when a loaded machine spreads the sends out.
+    let mock = mock_with_max_files(100.0, &[("completeMs", num(40.0))]);
     let up = uploader(4);
     // Added in one loop, as a folder is.
     let uploads: Vec<Upload> =
