@@ -188,10 +188,13 @@ async fn the_pending_limit_counts_every_file_of_a_batch(backend: Backend) {
 }
 
 /// With 5 requests per second allowed (bursts of 10), a batch of 50 goes
-/// through once; the owner's next request waits for the debt to refill.
+/// through once; the owner's next request waits for the debt to refill. A
+/// batch refused as malformed costs one request, not its files.
 async fn a_batch_costs_its_files_against_the_rate_limit(backend: Backend) {
     let server = TestServer::start(backend, |c| c.rate_limit(5).max_files(100)).await;
     let alice = server.as_owner("alice");
+    let twice: Vec<Value> = (0..50).map(|_| json!({"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"})).collect();
+    expect_error(alice.post("/uploads/batch/complete", json!({"uploads": twice})).await, 400, "invalid_request").await;
     let files: Vec<Value> = (0..50).map(|n| declaration(&format!("f{n}.bin"), &bytes(10, n as u64))).collect();
     let answer = json_ok(alice.post("/uploads/batch", json!({"files": files})).await, StatusCode::OK).await;
     assert!(answer["uploads"].as_array().unwrap().iter().all(|u| u["id"].is_string()));

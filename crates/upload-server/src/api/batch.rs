@@ -83,13 +83,14 @@ pub(crate) async fn complete(
     owner: Owner,
     ApiJson(request): ApiJson<CompleteUploads>,
 ) -> ApiResult<Json<CompletedUploads>> {
-    charge(&state, &owner, request.uploads.len()).await?;
     // Two completions of one upload in one batch would race each other for
-    // nothing: the caller has made a mistake worth telling.
+    // nothing: the caller has made a mistake worth telling. Checked before
+    // the charge, so a refused batch costs one request, as any 400 does.
     let mut seen = BTreeSet::new();
     if let Some(twice) = request.uploads.iter().find(|upload| !seen.insert(upload.id.as_str())) {
         return Err(ApiError::invalid(format!("upload {} is listed twice", twice.id)));
     }
+    charge(&state, &owner, request.uploads.len()).await?;
     let files = stream::iter(request.uploads)
         .map(|upload| {
             let (state, owner) = (&state, &owner);
