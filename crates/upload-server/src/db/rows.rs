@@ -1,10 +1,11 @@
 //! Uploads and files as stored: the rows, how a row's plan columns become a
 //! [`StoredPlan`] (refusing a row whose columns do not fit its plan kind),
-//! and the column lists the queries select.
+//! the column lists the queries select, and the INSERT of new uploads both
+//! databases' writers send.
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row};
+use sqlx::{Encode, FromRow, QueryBuilder, Row, Type};
 use upload_core::wire::{FileRecord, UploadState, UploaderKind};
 
 use crate::id::UploadId;
@@ -117,7 +118,7 @@ where
 /// `part_checksums`, `chunked_session`.
 pub(super) type PlanColumns<'a> = (Option<&'a str>, Option<i64>, Option<i64>, bool, Option<&'a str>);
 
-pub(super) fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
+fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
     match plan {
         StoredPlan::S3 => (None, None, None, false, None),
         StoredPlan::S3Multipart { upload_id, part_size, part_count, part_checksums } => {
@@ -125,6 +126,54 @@ pub(super) fn plan_columns(plan: &StoredPlan) -> PlanColumns<'_> {
         }
         StoredPlan::Chunked { session } => (None, None, None, false, Some(session)),
     }
+}
+
+/// `INSERT INTO uploads (...) VALUES (...), (...)` for new, pending
+/// uploads: one statement for the SQLite and the PostgreSQL writers, whose
+/// only difference, the placeholders, `QueryBuilder` writes for each. The
+/// bounds list every type it binds; SQLite's and PostgreSQL's sqlx types
+/// meet them.
+pub(super) fn insert_new_uploads<'q, DB>(rows: Vec<&'q UploadRow>) -> QueryBuilder<'q, DB>
+where
+    DB: sqlx::Database,
+    UploadId: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
+         multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
+         updated_at) ",
+    );
+    insert.push_values(rows, |mut values, row| {
+        let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
+        let (uploader, state): (&'q str, &'q str) = (row.plan.kind().as_str(), UploadState::Pending.as_str());
+        values
+            .push_bind(&row.id)
+            .push_bind(&row.owner)
+            .push_bind(&row.object_key)
+            .push_bind(&row.name)
+            .push_bind(row.size as i64)
+            .push_bind(&row.content_type)
+            .push_bind(&row.sha256)
+            .push_bind(&row.meta)
+            .push_bind(uploader)
+            .push_bind(upload_id)
+            .push_bind(part_size)
+            .push_bind(part_count)
+            .push_bind(part_checksums)
+            .push_bind(session)
+            .push_bind(state)
+            .push_bind(row.created_at)
+            .push_bind(row.expires_at)
+            .push_bind(row.created_at);
+    });
+    insert
 }
 
 /// A file as stored.

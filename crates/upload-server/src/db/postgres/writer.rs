@@ -11,14 +11,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
-use upload_core::wire::UploadState;
 
 use super::super::admit::{Candidate, admit, to_count};
 use super::super::failure::WriteError;
 use super::super::group_commit::{NewUpload, commit_or_each};
-use super::super::rows::{UploadRow, plan_columns};
+use super::super::rows::{UploadRow, insert_new_uploads};
 
 /// Most new uploads committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -122,34 +121,7 @@ async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, s
     let rows: Vec<&UploadRow> =
         batch.iter().zip(&inserted).filter(|(_, ok)| **ok).map(|(job, _)| &job.upload.row).collect();
     if !rows.is_empty() {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-             multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, \
-             expires_at, updated_at) ",
-        );
-        insert.push_values(rows, |mut values, row| {
-            let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
-            values
-                .push_bind(&row.id)
-                .push_bind(&row.owner)
-                .push_bind(&row.object_key)
-                .push_bind(&row.name)
-                .push_bind(row.size as i64)
-                .push_bind(&row.content_type)
-                .push_bind(&row.sha256)
-                .push_bind(&row.meta)
-                .push_bind(row.plan.kind().as_str())
-                .push_bind(upload_id)
-                .push_bind(part_size)
-                .push_bind(part_count)
-                .push_bind(part_checksums)
-                .push_bind(session)
-                .push_bind(UploadState::Pending.as_str())
-                .push_bind(row.created_at)
-                .push_bind(row.expires_at)
-                .push_bind(row.created_at);
-        });
-        insert.build().execute(&mut *tx).await?;
+        insert_new_uploads::<Postgres>(rows).build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(inserted)

@@ -6,14 +6,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
-use upload_core::wire::UploadState;
 
 use super::super::admit::{Candidate, admit, to_count};
 use super::super::failure::WriteError;
 use super::super::group_commit::{NewUpload, commit_or_each};
-use super::super::rows::{UploadRow, plan_columns};
+use super::super::rows::{UploadRow, insert_new_uploads};
 use super::{BEGIN_WRITE, rollback};
 
 /// Most new uploads committed in one transaction.
@@ -225,33 +224,7 @@ async fn insert_batch_in(
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         return Ok(inserted);
     }
-    let mut insert = QueryBuilder::new(
-        "INSERT INTO uploads (id, owner, object_key, name, size, content_type, sha256, meta, uploader, \
-         multipart_upload_id, part_size, part_count, part_checksums, chunked_session, state, created_at, expires_at, \
-         updated_at) ",
-    );
-    insert.push_values(rows, |mut values, row| {
-        let (upload_id, part_size, part_count, part_checksums, session) = plan_columns(&row.plan);
-        values
-            .push_bind(&row.id)
-            .push_bind(&row.owner)
-            .push_bind(&row.object_key)
-            .push_bind(&row.name)
-            .push_bind(row.size as i64)
-            .push_bind(&row.content_type)
-            .push_bind(&row.sha256)
-            .push_bind(&row.meta)
-            .push_bind(row.plan.kind().as_str())
-            .push_bind(upload_id)
-            .push_bind(part_size)
-            .push_bind(part_count)
-            .push_bind(part_checksums)
-            .push_bind(session)
-            .push_bind(UploadState::Pending.as_str())
-            .push_bind(row.created_at)
-            .push_bind(row.expires_at)
-            .push_bind(row.created_at);
-    });
+    let mut insert = insert_new_uploads::<Sqlite>(rows);
     insert.push("; COMMIT");
     insert.build().execute(&mut *conn).await?;
     Ok(inserted)
