@@ -3,7 +3,7 @@
 //! `postgres/writer`), apart from their SQL. Each writer holds its owners'
 //! counters locked while it asks and decides, and inserts what this admits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A new upload of a batch, as the decision sees it.
 pub(super) struct Candidate<'a> {
@@ -17,10 +17,10 @@ pub(super) struct Candidate<'a> {
 /// the counter also holds uploads past their window that the sweeper has
 /// not expired yet, so only the exact, window-aware count may refuse.
 pub(super) fn to_count<'a>(batch: &[Candidate<'a>], counters: &HashMap<String, i64>) -> Vec<(&'a str, i64, i64)> {
-    let mut seen = HashMap::new();
+    let mut seen = HashSet::new();
     let mut full = Vec::new();
     for candidate in batch {
-        if seen.insert(candidate.owner, ()).is_none() {
+        if seen.insert(candidate.owner) {
             let max = i64::from(candidate.max_pending);
             if counters.get(candidate.owner).copied().unwrap_or(0) >= max {
                 full.push((candidate.owner, max, candidate.now_ms));

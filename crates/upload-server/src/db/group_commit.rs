@@ -12,6 +12,7 @@
 
 use std::future::Future;
 
+use super::admit::Candidate;
 use super::failure::{Failure, WriteError, retry_contended};
 use super::rows::UploadRow;
 use crate::error::Chain;
@@ -23,6 +24,23 @@ pub(super) struct NewUpload {
     pub(super) row: UploadRow,
     pub(super) max_pending: u32,
     pub(super) now_ms: i64,
+}
+
+impl NewUpload {
+    /// The upload as the pending-limit decision (`admit`) sees it.
+    pub(super) fn candidate(&self) -> Candidate<'_> {
+        Candidate { owner: &self.row.owner, max_pending: self.max_pending, now_ms: self.now_ms }
+    }
+}
+
+/// The owners of a batch's uploads, each once, sorted: the order every
+/// writer takes their counters in, so two batches never wait on each other
+/// in a cycle.
+pub(super) fn owners_of<'a>(uploads: impl Iterator<Item = &'a NewUpload>) -> Vec<&'a str> {
+    let mut owners: Vec<&str> = uploads.map(|upload| upload.row.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
 }
 
 /// Writes `jobs` with `write` (one transaction, one outcome per job, in

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::super::admit::{Candidate, admit, to_count};
 use super::super::failure::WriteError;
-use super::super::group_commit::{NewUpload, commit_or_each};
+use super::super::group_commit::{NewUpload, commit_or_each, owners_of};
 use super::super::rows::{UploadRow, insert_new_uploads};
 
 /// Most new uploads committed in one transaction.
@@ -80,9 +80,7 @@ async fn insert_batches(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>) {
 /// then `admit` decides (with exact counts for the owners it names), and
 /// the admitted are inserted. Whether each upload was inserted.
 async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut owners: Vec<&str> = batch.iter().map(|job| job.upload.row.owner.as_str()).collect();
-    owners.sort_unstable();
-    owners.dedup();
+    let owners = owners_of(batch.iter().map(|job| &job.upload));
     let mut tx = pool.begin().await?;
     let counters: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
         "INSERT INTO owner_pending (owner, pending) SELECT owner, 0 FROM unnest($1::text[]) AS owner ORDER BY owner \
@@ -94,14 +92,7 @@ async fn insert_batch(pool: &PgPool, batch: &[InsertJob]) -> Result<Vec<bool>, s
     .into_iter()
     .collect();
 
-    let candidates: Vec<Candidate> = batch
-        .iter()
-        .map(|job| Candidate {
-            owner: &job.upload.row.owner,
-            max_pending: job.upload.max_pending,
-            now_ms: job.upload.now_ms,
-        })
-        .collect();
+    let candidates: Vec<Candidate> = batch.iter().map(|job| job.upload.candidate()).collect();
     let mut exact = HashMap::new();
     for (owner, max, now_ms) in to_count(&candidates, &counters) {
         // A statement of its own, so its snapshot is taken after the lock:

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::super::admit::{Candidate, admit, to_count};
 use super::super::failure::WriteError;
-use super::super::group_commit::{NewUpload, commit_or_each};
+use super::super::group_commit::{NewUpload, commit_or_each, owners_of};
 use super::super::rows::{UploadRow, insert_new_uploads};
 use super::{BEGIN_WRITE, rollback};
 
@@ -184,9 +184,7 @@ async fn insert_batch_in(
         }
         return Ok(Vec::new());
     }
-    let mut owners: Vec<&str> = batch.iter().map(|upload| upload.row.owner.as_str()).collect();
-    owners.sort_unstable();
-    owners.dedup();
+    let owners = owners_of(batch.iter().copied());
     let mut read = QueryBuilder::new(if begun { "" } else { BEGIN_WRITE });
     read.push(if begun { "" } else { "; " });
     read.push("SELECT owner, pending FROM owner_pending WHERE owner IN (");
@@ -200,10 +198,7 @@ async fn insert_batch_in(
 
     // The write lock is held from BEGIN IMMEDIATE, so nothing changes
     // between the reads and the insert.
-    let candidates: Vec<Candidate> = batch
-        .iter()
-        .map(|upload| Candidate { owner: &upload.row.owner, max_pending: upload.max_pending, now_ms: upload.now_ms })
-        .collect();
+    let candidates: Vec<Candidate> = batch.iter().map(|upload| upload.candidate()).collect();
     let mut exact = HashMap::new();
     for (owner, max, now_ms) in to_count(&candidates, &counters) {
         let pending: i64 = sqlx::query_scalar(
