@@ -10,9 +10,10 @@
 //! cost (on SQLite, even riding in the writer's group commits: 95-100 us of
 //! server CPU per create, against 71-77 with leases), so an instance takes
 //! an owner's tokens from the database a lease at a time, a tenth of a
-//! second's worth, and spends them here. Every token spent was taken from the shared bucket first, so all
-//! instances together never pass more than the limit; a lease unspent
-//! within a second is forgotten, which can only hold an owner back.
+//! second's worth, and spends them here. Every token spent was taken from
+//! the shared bucket first, so all instances together never pass more than
+//! the limit; a lease unspent within a second is forgotten, which can only
+//! hold an owner back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
