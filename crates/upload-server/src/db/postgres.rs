@@ -33,7 +33,7 @@ use upload_core::wire::UploadState;
 
 use super::failure::retry_contended;
 use super::group_commit::NewUpload;
-use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
+use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS, bind_file};
 use super::{ConnectError, Database, FileRow, OutboxRow, PoolSettings, UploadRow, WriteError, redacted};
 use crate::id::UploadId;
 use writer::Inserts;
@@ -150,22 +150,10 @@ impl Database for PostgresDb {
             "WITH done AS (UPDATE uploads SET state = 'completed', updated_at = $1 \
                WHERE id = $2 AND owner = $3 AND state = 'pending' RETURNING id) \
              INSERT INTO files ({FILE_COLUMNS}) \
-             SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM done RETURNING id"
+             SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM done RETURNING id"
         );
         let recorded = retry_contended(|| {
-            sqlx::query(&sql)
-                .bind(now_ms)
-                .bind(&file.id)
-                .bind(&file.owner)
-                .bind(&file.object_key)
-                .bind(&file.name)
-                .bind(file.size)
-                .bind(&file.content_type)
-                .bind(&file.sha256)
-                .bind(&file.detected_type)
-                .bind(&file.meta)
-                .bind(file.created_at)
-                .fetch_optional(&self.pool)
+            bind_file(sqlx::query(&sql).bind(now_ms).bind(&file.id).bind(&file.owner), file).fetch_optional(&self.pool)
         })
         .await?;
         Ok(recorded.is_some())

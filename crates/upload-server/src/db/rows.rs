@@ -4,6 +4,7 @@
 //! databases' writers send.
 
 use sqlx::postgres::PgRow;
+use sqlx::query::Query;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Encode, FromRow, QueryBuilder, Row, Type};
 use upload_core::wire::{FileRecord, UploadState, UploaderKind};
@@ -223,3 +224,29 @@ pub(super) const UPLOAD_COLUMNS: &str = "id, owner, object_key, name, size, cont
     multipart_upload_id, part_checksums, part_size, part_count, chunked_session, state, created_at, expires_at";
 pub(super) const FILE_COLUMNS: &str =
     "id, owner, object_key, name, size, content_type, sha256, detected_type, meta, created_at";
+
+/// Binds `file`'s values in [`FILE_COLUMNS`]' order, for the INSERT that
+/// records a file on either database.
+pub(super) fn bind_file<'q, DB>(
+    query: Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    file: &'q FileRow,
+) -> Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    UploadId: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(&file.id)
+        .bind(&file.owner)
+        .bind(&file.object_key)
+        .bind(&file.name)
+        .bind(file.size)
+        .bind(&file.content_type)
+        .bind(&file.sha256)
+        .bind(&file.detected_type)
+        .bind(&file.meta)
+        .bind(file.created_at)
+}

@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use upload_core::wire::UploadState;
 
 use super::group_commit::NewUpload;
-use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS};
+use super::rows::{FILE_COLUMNS, UPLOAD_COLUMNS, bind_file};
 use super::{ConnectError, Database, FileRow, OutboxRow, UploadRow, WriteError, redacted};
 use crate::id::UploadId;
 use checkpoint::{CHECKPOINT_EVERY, checkpoint_wal};
@@ -408,22 +408,8 @@ async fn complete_in(write: &SqlitePool, file: &FileRow, now_ms: i64) -> Result<
          COMMIT"
     );
     let mut conn = write.acquire().await?;
-    let recorded = sqlx::query(&sql)
-        .bind(now_ms)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .bind(&file.id)
-        .bind(&file.owner)
-        .bind(&file.object_key)
-        .bind(&file.name)
-        .bind(file.size)
-        .bind(&file.content_type)
-        .bind(&file.sha256)
-        .bind(&file.detected_type)
-        .bind(&file.meta)
-        .bind(file.created_at)
-        .fetch_all(&mut *conn)
-        .await;
+    let recorded =
+        bind_file(sqlx::query(&sql).bind(now_ms).bind(&file.id).bind(&file.owner), file).fetch_all(&mut *conn).await;
     match recorded {
         Ok(rows) => Ok(!rows.is_empty()),
         Err(e) => {
